@@ -1,0 +1,28 @@
+"""Native kernels: ray/box intersection, occupancy grid, ray marching, packed volume rendering and
+hash encoding. Each op has a C++ (CPU), a CUDA and a pure-torch implementation of one algorithm;
+see ``ops.py`` for dispatch and ``reference.py`` for the twins."""
+
+from ._loader import LOAD_ERROR, native
+from .ops import (
+    backend_for,
+    grid_ema_update_,
+    grid_pack_bits,
+    hash_encode,
+    hash_grid_levels,
+    march_rays,
+    ray_aabb_intersect,
+    volume_render,
+)
+
+__all__ = [
+    "LOAD_ERROR",
+    "native",
+    "backend_for",
+    "grid_ema_update_",
+    "grid_pack_bits",
+    "hash_encode",
+    "hash_grid_levels",
+    "march_rays",
+    "ray_aabb_intersect",
+    "volume_render",
+]

@@ -1,0 +1,163 @@
+// The one binding file: argument checks, device dispatch, and the Python module.
+#include <torch/extension.h>
+
+#include "ops.h"
+
+namespace onefield {
+namespace {
+
+void check(const at::Tensor& t, const char* name, const at::Device& device) {
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.device() == device, name, " is on ", t.device(), " but the op runs on ", device);
+}
+
+void check_dtype(const at::Tensor& t, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
+}
+
+void require_cpu(const at::Tensor& t) {
+  TORCH_CHECK(!t.is_cuda(), "onefield was built without CUDA kernels; use ONEFIELD_KERNELS=torch");
+}
+
+#ifdef WITH_CUDA
+#define DISPATCH(ref, fn, ...) ((ref).is_cuda() ? fn##_cuda(__VA_ARGS__) : fn##_cpu(__VA_ARGS__))
+#else
+#define DISPATCH(ref, fn, ...) (require_cpu(ref), fn##_cpu(__VA_ARGS__))
+#endif
+
+Tensors ray_aabb_intersect(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& aabb) {
+  for (auto [t, name] : {std::pair{rays_o, "rays_o"}, {rays_d, "rays_d"}, {aabb, "aabb"}}) {
+    check(t, name, rays_o.device());
+    check_dtype(t, name, rays_o.scalar_type());
+  }
+  TORCH_CHECK(aabb.numel() == 6, "aabb must hold 6 values");
+  return DISPATCH(rays_o, ray_aabb_intersect, rays_o, rays_d, aabb);
+}
+
+void grid_ema_update_(at::Tensor occs, const at::Tensor& indices, const at::Tensor& values, double decay) {
+  check(occs, "occs", occs.device());
+  check(indices, "indices", occs.device());
+  check(values, "values", occs.device());
+  check_dtype(occs, "occs", at::kFloat);
+  check_dtype(values, "values", at::kFloat);
+  check_dtype(indices, "indices", at::kLong);
+  DISPATCH(occs, grid_ema_update, occs, indices, values, decay);
+}
+
+at::Tensor grid_pack_bits(const at::Tensor& occs, double threshold) {
+  check(occs, "occs", occs.device());
+  check_dtype(occs, "occs", at::kFloat);
+  return DISPATCH(occs, grid_pack_bits, occs, threshold);
+}
+
+Tensors march_rays(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
+                   const at::Tensor& t_max, const at::Tensor& bitfield, const std::vector<double>& aabb,
+                   int64_t resolution, int64_t levels, double step_size, double max_step_size,
+                   double cone_angle, int64_t max_samples) {
+  for (auto [t, name] : {std::pair{rays_o, "rays_o"}, {rays_d, "rays_d"}, {t_min, "t_min"}, {t_max, "t_max"}}) {
+    check(t, name, rays_o.device());
+    check_dtype(t, name, at::kFloat);
+  }
+  check(bitfield, "bitfield", rays_o.device());
+  check_dtype(bitfield, "bitfield", at::kByte);
+  TORCH_CHECK(aabb.size() == 6, "aabb must hold 6 values");
+  TORCH_CHECK(resolution > 0 && levels > 0 && levels <= 16, "bad grid resolution/levels");
+  TORCH_CHECK(bitfield.numel() * 8 >= levels * resolution * resolution * resolution,
+              "bitfield is smaller than levels * resolution^3 bits");
+  TORCH_CHECK(step_size > 0, "step_size must be positive");
+  GridGeom geom;
+  for (int a = 0; a < 3; ++a) {
+    const float lo = float(aabb[a]), hi = float(aabb[a + 3]);
+    TORCH_CHECK(hi > lo, "aabb must have max > min on every axis");
+    geom.center[a] = (lo + hi) * 0.5f;
+    geom.half[a] = (hi - lo) * 0.5f;
+  }
+  geom.res = int(resolution);
+  geom.levels = int(levels);
+  const MarchParams params{float(step_size), float(max_step_size), float(cone_angle), int(max_samples)};
+  return DISPATCH(rays_o, march_rays, rays_o, rays_d, t_min, t_max, bitfield, geom, params);
+}
+
+void check_volrend(const Tensors& ts, const std::vector<const char*>& names, const at::Tensor& info) {
+  for (size_t k = 0; k < ts.size(); ++k) {
+    check(ts[k], names[k], ts[0].device());
+    check_dtype(ts[k], names[k], ts[0].scalar_type());
+  }
+  check(info, "packed_info", ts[0].device());
+  check_dtype(info, "packed_info", at::kLong);
+}
+
+Tensors volrend_forward(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
+                        const at::Tensor& t_ends, const at::Tensor& packed_info, double t_thresh) {
+  check_volrend({sigmas, rgbs, t_starts, t_ends}, {"sigmas", "rgbs", "t_starts", "t_ends"}, packed_info);
+  return DISPATCH(sigmas, volrend_forward, sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh);
+}
+
+Tensors volrend_backward(const at::Tensor& g_weights, const at::Tensor& g_color, const at::Tensor& g_depth,
+                         const at::Tensor& g_opacity, const at::Tensor& sigmas, const at::Tensor& rgbs,
+                         const at::Tensor& t_starts, const at::Tensor& t_ends,
+                         const at::Tensor& packed_info, double t_thresh) {
+  check_volrend({sigmas, rgbs, t_starts, t_ends, g_weights, g_color, g_depth, g_opacity},
+                {"sigmas", "rgbs", "t_starts", "t_ends", "g_weights", "g_color", "g_depth", "g_opacity"},
+                packed_info);
+  return DISPATCH(sigmas, volrend_backward, g_weights, g_color, g_depth, g_opacity, sigmas, rgbs,
+                  t_starts, t_ends, packed_info, t_thresh);
+}
+
+std::vector<HashLevel> hash_levels(const at::Tensor& x, const at::Tensor& table,
+                                   const std::vector<double>& scales, const std::vector<int64_t>& resolutions) {
+  check(x, "x", x.device());
+  check(table, "table", x.device());
+  check_dtype(table, "table", x.scalar_type());
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be [N, 3]");
+  TORCH_CHECK(table.dim() == 3, "table must be [levels, table_size, features]");
+  const int64_t t_size = table.size(1);
+  TORCH_CHECK(t_size > 0 && (t_size & (t_size - 1)) == 0, "table size must be a power of two");
+  TORCH_CHECK(int64_t(scales.size()) == table.size(0) && resolutions.size() == scales.size(),
+              "one scale and one resolution per level");
+  std::vector<HashLevel> levels;
+  for (size_t l = 0; l < scales.size(); ++l) {
+    const int64_t r = resolutions[l];
+    levels.push_back({float(scales[l]), int(r), r * r * r <= t_size});
+  }
+  return levels;
+}
+
+at::Tensor hash_encode_forward(const at::Tensor& x, const at::Tensor& table, const std::vector<double>& scales,
+                               const std::vector<int64_t>& resolutions) {
+  const auto levels = hash_levels(x, table, scales, resolutions);
+  return DISPATCH(x, hash_encode_forward, x, table, levels);
+}
+
+Tensors hash_encode_backward(const at::Tensor& g_out, const at::Tensor& x, const at::Tensor& table,
+                             const std::vector<double>& scales, const std::vector<int64_t>& resolutions,
+                             bool need_x) {
+  const auto levels = hash_levels(x, table, scales, resolutions);
+  check(g_out, "g_out", x.device());
+  check_dtype(g_out, "g_out", x.scalar_type());
+  return DISPATCH(x, hash_encode_backward, g_out, x, table, levels, need_x);
+}
+
+bool has_cuda() {
+#ifdef WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+}  // namespace onefield
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  using namespace onefield;
+  m.def("has_cuda", &has_cuda, "whether the CUDA kernels were compiled in");
+  m.def("ray_aabb_intersect", &ray_aabb_intersect);
+  m.def("grid_ema_update_", &grid_ema_update_);
+  m.def("grid_pack_bits", &grid_pack_bits);
+  m.def("march_rays", &march_rays);
+  m.def("volrend_forward", &volrend_forward);
+  m.def("volrend_backward", &volrend_backward);
+  m.def("hash_encode_forward", &hash_encode_forward);
+  m.def("hash_encode_backward", &hash_encode_backward);
+}

@@ -1,0 +1,114 @@
+// Multiresolution hash encoding (Instant-NGP), per (point, level). Level l has grid scale
+// s_l = base * b^l - 1 and resolution r_l = ceil(s_l) + 1; a point x in [0,1]^3 sits at
+// p = x s_l + 0.5 (tiny-cuda-nn's alignment). A level whose r_l^3 cells fit in the table is
+// indexed densely (corners clamped to the grid); finer levels use the spatial hash
+// (x * 1) ^ (y * 2654435761) ^ (z * 805459861) mod T in uint32 arithmetic.
+#pragma once
+
+#include "hd.h"
+
+namespace onefield {
+
+struct HashLevel {
+  float scale;
+  int res;
+  bool dense;
+};
+
+OF_HD int64_t hash_index(const int* c, const HashLevel& lv, int64_t table_size) {
+  if (lv.dense) {
+    int64_t idx = 0, stride = 1;
+    for (int a = 0; a < 3; ++a) {
+      idx += int64_t(of_clamp(c[a], 0, lv.res - 1)) * stride;
+      stride *= lv.res;
+    }
+    return idx;
+  }
+  const uint32_t h = uint32_t(c[0]) ^ (uint32_t(c[1]) * 2654435761u) ^ (uint32_t(c[2]) * 805459861u);
+  return int64_t(h) & (table_size - 1);
+}
+
+// Cell origin and fractional position of x in one level.
+template <typename T>
+OF_HD void hash_locate(const T* x, const HashLevel& lv, int* g, T* f) {
+  for (int a = 0; a < 3; ++a) {
+    const T p = x[a] * T(lv.scale) + T(0.5);
+    const T fl = of_floor(p);
+    g[a] = int(fl);
+    f[a] = p - fl;
+  }
+}
+
+// Trilinear weight of a corner (bit a of `corner` picks the upper neighbour along axis a), and
+// its derivative with respect to f[axis] when axis >= 0.
+template <typename T>
+OF_HD T corner_weight(int corner, const T* f, int axis) {
+  T w = T(1);
+  for (int a = 0; a < 3; ++a) {
+    const bool up = (corner >> a) & 1;
+    if (a == axis) w *= up ? T(1) : T(-1);
+    else w *= up ? f[a] : T(1) - f[a];
+  }
+  return w;
+}
+
+// Table rows and trilinear weights of the 8 corners of x's cell in one level.
+template <typename T>
+OF_HD void hash_corners(const T* x, const HashLevel& lv, int64_t table_size, int64_t* rows, T* weights) {
+  int g[3];
+  T f[3];
+  hash_locate(x, lv, g, f);
+  for (int corner = 0; corner < 8; ++corner) {
+    const int c[3] = {g[0] + (corner & 1), g[1] + ((corner >> 1) & 1), g[2] + ((corner >> 2) & 1)};
+    rows[corner] = hash_index(c, lv, table_size);
+    weights[corner] = corner_weight(corner, f, -1);
+  }
+}
+
+// out[F] = sum over the 8 corners of weight * table[row]; `table` points at this level.
+template <typename T>
+OF_HD void hash_accumulate(const int64_t* rows, const T* weights, const T* table, int n_feat, T* out) {
+  for (int k = 0; k < n_feat; ++k) out[k] = T(0);
+  for (int corner = 0; corner < 8; ++corner) {
+    const T* row = table + rows[corner] * n_feat;
+    for (int k = 0; k < n_feat; ++k) out[k] += weights[corner] * row[k];
+  }
+}
+
+template <typename T>
+OF_HD void hash_forward_one(const T* x, const HashLevel& lv, const T* table, int64_t table_size,
+                            int n_feat, T* out) {
+  int64_t rows[8];
+  T weights[8];
+  hash_corners(x, lv, table_size, rows, weights);
+  hash_accumulate(rows, weights, table, n_feat, out);
+}
+
+// Gradient of one (point, level) with respect to x: sum_corners sum_k g_k table_k dw/dx.
+template <typename T>
+OF_HD void hash_backward_x_one(const T* x, const HashLevel& lv, const T* table,
+                               int64_t table_size, int n_feat, const T* g_out, T* g_x) {
+  int g[3];
+  T f[3];
+  hash_locate(x, lv, g, f);
+  for (int corner = 0; corner < 8; ++corner) {
+    const int c[3] = {g[0] + (corner & 1), g[1] + ((corner >> 1) & 1), g[2] + ((corner >> 2) & 1)};
+    const T* row = table + hash_index(c, lv, table_size) * n_feat;
+    T dot = T(0);
+    for (int k = 0; k < n_feat; ++k) dot += g_out[k] * row[k];
+    for (int a = 0; a < 3; ++a) g_x[a] += dot * corner_weight(corner, f, a) * T(lv.scale);
+  }
+}
+
+// Scatter w * g_out into the table rows of the 8 corners; `add` is a plain += on the CPU (one
+// thread owns a level) and atomicAdd on CUDA.
+template <typename T, typename Add>
+OF_HD void hash_scatter(const int64_t* rows, const T* weights, int n_feat, const T* g_out, T* g_table,
+                        Add add) {
+  for (int corner = 0; corner < 8; ++corner) {
+    T* row = g_table + rows[corner] * n_feat;
+    for (int k = 0; k < n_feat; ++k) add(row + k, weights[corner] * g_out[k]);
+  }
+}
+
+}  // namespace onefield

@@ -1,0 +1,101 @@
+// CPU launchers: ray/box intersection, occupancy-grid update and ray marching.
+#include <ATen/Parallel.h>
+
+#include "ops.h"
+
+namespace onefield {
+
+namespace {
+constexpr int64_t kGrain = 256;
+}
+
+Tensors ray_aabb_intersect_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d,
+                               const at::Tensor& aabb) {
+  const int64_t n = rays_o.size(0);
+  auto t_near = at::empty({n}, rays_o.options());
+  auto t_far = at::empty({n}, rays_o.options());
+  auto hit = at::empty({n}, rays_o.options().dtype(at::kBool));
+  AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "ray_aabb_intersect_cpu", [&] {
+    const scalar_t* o = rays_o.data_ptr<scalar_t>();
+    const scalar_t* d = rays_d.data_ptr<scalar_t>();
+    const scalar_t* box = aabb.data_ptr<scalar_t>();
+    scalar_t* tn = t_near.data_ptr<scalar_t>();
+    scalar_t* tf = t_far.data_ptr<scalar_t>();
+    bool* h = hit.data_ptr<bool>();
+    at::parallel_for(0, n, kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) ray_aabb_one(o + 3 * i, d + 3 * i, box, tn + i, tf + i, h + i);
+    });
+  });
+  return {t_near, t_far, hit};
+}
+
+void grid_ema_update_cpu(at::Tensor occs, const at::Tensor& indices, const at::Tensor& values,
+                         double decay) {
+  // Scatter-max of this round's values (duplicates resolved by max, so order never matters),
+  // then every cell decays: occ = max(occ * decay, new).
+  auto fresh = at::zeros_like(occs);
+  float* f = fresh.data_ptr<float>();
+  const int64_t* idx = indices.data_ptr<int64_t>();
+  const float* v = values.data_ptr<float>();
+  for (int64_t k = 0; k < indices.numel(); ++k) f[idx[k]] = of_max(f[idx[k]], v[k]);
+  float* occ = occs.data_ptr<float>();
+  const float dec = float(decay);
+  at::parallel_for(0, occs.numel(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) occ[i] = of_max(occ[i] * dec, f[i]);
+  });
+}
+
+at::Tensor grid_pack_bits_cpu(const at::Tensor& occs, double threshold) {
+  const int64_t n = occs.numel();
+  auto bits = at::empty({(n + 7) / 8}, occs.options().dtype(at::kByte));
+  const float* occ = occs.data_ptr<float>();
+  uint8_t* b = bits.data_ptr<uint8_t>();
+  const float thr = float(threshold);
+  at::parallel_for(0, bits.numel(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t byte = begin; byte < end; ++byte) {
+      uint8_t packed = 0;
+      for (int64_t k = 0; k < 8 && 8 * byte + k < n; ++k) packed |= uint8_t(occ[8 * byte + k] > thr) << k;
+      b[byte] = packed;
+    }
+  });
+  return bits;
+}
+
+Tensors march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
+                       const at::Tensor& t_max, const at::Tensor& bitfield, const GridGeom& geom,
+                       const MarchParams& params) {
+  const int64_t n = rays_o.size(0);
+  const float* o = rays_o.data_ptr<float>();
+  const float* d = rays_d.data_ptr<float>();
+  const float* tmin = t_min.data_ptr<float>();
+  const float* tmax = t_max.data_ptr<float>();
+  const uint8_t* bits = bitfield.data_ptr<uint8_t>();
+
+  // Pass 1 counts, pass 2 writes: the same march, so the layout needs no per-ray upper bound.
+  auto counts = at::empty({n}, rays_o.options().dtype(at::kLong));
+  int64_t* cnt = counts.data_ptr<int64_t>();
+  at::parallel_for(0, n, kGrain / 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      cnt[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, nullptr, nullptr);
+  });
+  auto ends = counts.cumsum(0);
+  const int64_t total = n > 0 ? ends[n - 1].item<int64_t>() : 0;
+  auto packed_info = at::stack({ends - counts, counts}, 1).contiguous();
+  auto t_starts = at::empty({total}, rays_o.options());
+  auto t_ends = at::empty({total}, rays_o.options());
+  auto ray_indices = at::empty({total}, rays_o.options().dtype(at::kLong));
+  const int64_t* info = packed_info.data_ptr<int64_t>();
+  float* t0 = t_starts.data_ptr<float>();
+  float* t1 = t_ends.data_ptr<float>();
+  int64_t* ri = ray_indices.data_ptr<int64_t>();
+  at::parallel_for(0, n, kGrain / 4, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t s = info[2 * i];
+      march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, t0 + s, t1 + s);
+      for (int64_t k = 0; k < info[2 * i + 1]; ++k) ri[s + k] = i;
+    }
+  });
+  return {packed_info, ray_indices, t_starts, t_ends};
+}
+
+}  // namespace onefield

@@ -1,0 +1,44 @@
+// Declarations of the native ops. bindings.cpp dispatches on the tensors' device; every op has a
+// pure-torch twin with the same name in onefield/cuda_ext/reference.py.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <vector>
+
+#include "hashgrid_core.h"
+#include "march_core.h"
+
+namespace onefield {
+
+using Tensors = std::vector<at::Tensor>;
+
+#define ONEFIELD_DECLARE_OPS(dev)                                                                 \
+  Tensors ray_aabb_intersect_##dev(const at::Tensor& rays_o, const at::Tensor& rays_d,             \
+                                   const at::Tensor& aabb);                                        \
+  void grid_ema_update_##dev(at::Tensor occs, const at::Tensor& indices,                           \
+                             const at::Tensor& values, double decay);                              \
+  at::Tensor grid_pack_bits_##dev(const at::Tensor& occs, double threshold);                       \
+  Tensors march_rays_##dev(const at::Tensor& rays_o, const at::Tensor& rays_d,                     \
+                           const at::Tensor& t_min, const at::Tensor& t_max,                       \
+                           const at::Tensor& bitfield, const GridGeom& geom,                       \
+                           const MarchParams& params);                                             \
+  Tensors volrend_forward_##dev(const at::Tensor& sigmas, const at::Tensor& rgbs,                  \
+                                const at::Tensor& t_starts, const at::Tensor& t_ends,              \
+                                const at::Tensor& packed_info, double t_thresh);                   \
+  Tensors volrend_backward_##dev(const at::Tensor& g_weights, const at::Tensor& g_color,           \
+                                 const at::Tensor& g_depth, const at::Tensor& g_opacity,           \
+                                 const at::Tensor& sigmas, const at::Tensor& rgbs,                 \
+                                 const at::Tensor& t_starts, const at::Tensor& t_ends,             \
+                                 const at::Tensor& packed_info, double t_thresh);                  \
+  at::Tensor hash_encode_forward_##dev(const at::Tensor& x, const at::Tensor& table,               \
+                                       const std::vector<HashLevel>& levels);                      \
+  Tensors hash_encode_backward_##dev(const at::Tensor& g_out, const at::Tensor& x,                 \
+                                     const at::Tensor& table,                                      \
+                                     const std::vector<HashLevel>& levels, bool need_x);
+
+ONEFIELD_DECLARE_OPS(cpu)
+#ifdef WITH_CUDA
+ONEFIELD_DECLARE_OPS(cuda)
+#endif
+
+}  // namespace onefield

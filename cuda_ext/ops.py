@@ -1,0 +1,126 @@
+"""Typed entry points of the native ops, with autograd and device dispatch.
+
+Every function has the signature of its twin in ``reference.py``. A call runs the compiled
+kernel for the tensors' device (C++ on CPU, CUDA on GPU) when the extension provides it, and the
+torch reference otherwise or when ``ONEFIELD_KERNELS=torch`` is set.
+"""
+
+import math
+import os
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from . import reference
+from ._loader import native
+
+
+def backend_for(device: torch.device | str) -> str:
+    """Which implementation runs for tensors on `device`: 'cuda', 'cpp' or 'torch'."""
+    device = torch.device(device)
+    if native is None or os.environ.get("ONEFIELD_KERNELS", "").lower() == "torch":
+        return "torch"
+    if device.type == "cuda":
+        return "cuda" if native.has_cuda() else "torch"
+    return "cpp" if device.type == "cpu" else "torch"
+
+
+def _native(t: Tensor) -> bool:
+    return backend_for(t.device) != "torch"
+
+
+def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """rays [N, 3], aabb [6] -> t_near [N], t_far [N], hit [N] bool; misses get t = 1e10."""
+    aabb = aabb.to(rays_o)
+    if not _native(rays_o):
+        return reference.ray_aabb_intersect(rays_o, rays_d, aabb)
+    t_near, t_far, hit = native.ray_aabb_intersect(rays_o.contiguous(), rays_d.contiguous(), aabb.contiguous())
+    return t_near, t_far, hit
+
+
+def grid_ema_update_(occs: Tensor, indices: Tensor, values: Tensor, decay: float) -> None:
+    """In place: occs [M] = max(occs * decay, scatter-max of values [K] >= 0 at indices [K])."""
+    if not _native(occs):
+        return reference.grid_ema_update_(occs, indices, values, decay)
+    native.grid_ema_update_(occs, indices.long().contiguous(), values.float().contiguous(), float(decay))
+
+
+def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
+    """occs [M] -> uint8 [ceil(M / 8)], bit k of byte i set when occs[8 i + k] > threshold."""
+    if not _native(occs):
+        return reference.grid_pack_bits(occs, threshold)
+    return native.grid_pack_bits(occs.contiguous(), float(threshold))
+
+
+def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bitfield: Tensor,
+               aabb: Tensor, resolution: int, levels: int, step_size: float, max_step_size: float,
+               cone_angle: float, max_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Packed samples of the occupied cells: packed_info [N, 2], ray_indices [S], t_starts [S], t_ends [S]."""
+    if not _native(rays_o):
+        return reference.march_rays(rays_o, rays_d, t_min, t_max, bitfield, aabb, resolution, levels,
+                                    step_size, max_step_size, cone_angle, max_samples)
+    f32 = [t.float().contiguous() for t in (rays_o, rays_d, t_min, t_max)]
+    packed_info, ray_indices, t_starts, t_ends = native.march_rays(
+        *f32, bitfield.contiguous(), [float(v) for v in aabb.tolist()], int(resolution), int(levels),
+        float(step_size), float(max_step_size), float(cone_angle), int(max_samples))
+    return packed_info, ray_indices, t_starts, t_ends
+
+
+class _VolumeRender(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh):
+        weights, color, depth, opacity = native.volrend_forward(sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, packed_info)
+        ctx.t_thresh = t_thresh
+        ctx.mark_non_differentiable(packed_info)
+        return weights, color, depth, opacity
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_weights, g_color, g_depth, g_opacity):
+        sigmas, rgbs, t_starts, t_ends, packed_info = ctx.saved_tensors
+        g_sigmas, g_rgbs = native.volrend_backward(
+            g_weights.contiguous(), g_color.contiguous(), g_depth.contiguous(), g_opacity.contiguous(),
+            sigmas, rgbs, t_starts, t_ends, packed_info, ctx.t_thresh)
+        return g_sigmas, g_rgbs, None, None, None, None
+
+
+def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, packed_info: Tensor,
+                  t_thresh: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """sigmas [S], rgbs [S, 3] (differentiable) -> weights [S], color [N, 3], depth [N], opacity [N]."""
+    if not _native(sigmas):
+        return reference.volume_render(sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh)
+    dtype = sigmas.dtype
+    return _VolumeRender.apply(sigmas.contiguous(), rgbs.to(dtype).contiguous(), t_starts.to(dtype).contiguous(),
+                               t_ends.to(dtype).contiguous(), packed_info.long().contiguous(), float(t_thresh))
+
+
+class _HashEncode(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, table, scales, resolutions):
+        ctx.save_for_backward(x, table)
+        ctx.levels = (scales, resolutions)
+        return native.hash_encode_forward(x, table, scales, resolutions)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        x, table = ctx.saved_tensors
+        need_x, need_table = ctx.needs_input_grad[:2]
+        g_table, g_x = native.hash_encode_backward(g_out.contiguous(), x, table, *ctx.levels, need_x)
+        return (g_x if need_x else None), (g_table if need_table else None), None, None
+
+
+def hash_encode(x: Tensor, table: Tensor, scales: tuple[float, ...], resolutions: tuple[int, ...]) -> Tensor:
+    """x [N, 3] in [0, 1], table [L, T, F] -> features [N, L * F]; differentiable in x and table."""
+    if not _native(x):
+        return reference.hash_encode(x, table, scales, resolutions)
+    return _HashEncode.apply(x.to(table.dtype).contiguous(), table.contiguous(), list(scales), list(resolutions))
+
+
+def hash_grid_levels(n_levels: int, base_resolution: int, per_level_scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Per-level grid scale s_l = base * b^l - 1 (rounded to float32) and resolution ceil(s_l) + 1."""
+    scales = tuple(float(torch.tensor(base_resolution * per_level_scale**lv - 1.0, dtype=torch.float32))
+                   for lv in range(n_levels))
+    return scales, tuple(int(math.ceil(s)) + 1 for s in scales)

@@ -1,0 +1,180 @@
+"""Pure-torch twins of the native ops.
+
+Each function here is the SAME algorithm as the C++/CUDA kernel of the same name in ``csrc/``:
+the same float operations in the same order (the kernels are built without FMA contraction),
+so marching produces identical samples and the rendering/encoding results agree to float
+rounding. Autograd through these functions is the reference for the kernels' backward passes.
+They are used when the extension is not built, when ``ONEFIELD_KERNELS=torch``, and by the tests.
+"""
+
+import torch
+from torch import Tensor
+
+MISS_T = 1e10
+PARALLEL_EPS = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernels' float constant
+HASH_PRIMES = (1, 2654435761, 805459861)
+
+
+def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Slab test. rays [N, 3], aabb [6] -> t_near [N], t_far [N], hit [N] (misses get MISS_T)."""
+    lo, hi = aabb[:3], aabb[3:]
+    parallel = rays_d.abs() < PARALLEL_EPS  # [N, 3]
+    inside = (rays_o >= lo) & (rays_o <= hi)
+    safe_d = torch.where(parallel, torch.ones_like(rays_d), rays_d)
+    t0 = (lo - rays_o) / safe_d
+    t1 = (hi - rays_o) / safe_d
+    t_lo = torch.where(parallel, torch.full_like(t0, -MISS_T), torch.minimum(t0, t1))
+    t_hi = torch.where(parallel, torch.full_like(t0, MISS_T), torch.maximum(t0, t1))
+    t_near = t_lo.amax(-1).clamp(min=-MISS_T)
+    t_far = t_hi.amin(-1).clamp(max=MISS_T)
+    hit = (inside | ~parallel).all(-1) & (t_far >= t_near) & (t_far > 0)
+    miss = torch.full_like(t_near, MISS_T)
+    return torch.where(hit, t_near, miss), torch.where(hit, t_far, miss), hit
+
+
+def grid_ema_update_(occs: Tensor, indices: Tensor, values: Tensor, decay: float) -> None:
+    """In place: occs = max(occs * decay, scatter_max(values at indices)). values must be >= 0."""
+    fresh = torch.zeros_like(occs).scatter_reduce_(0, indices, values, reduce="amax")
+    occs.copy_(torch.maximum(occs * decay, fresh))
+
+
+def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
+    """Bit k of byte i is occs[8 i + k] > threshold. occs [M] -> uint8 [ceil(M / 8)]."""
+    bits = (occs > threshold).to(torch.uint8)
+    bits = torch.nn.functional.pad(bits, (0, (-bits.numel()) % 8)).view(-1, 8)
+    weights = torch.tensor([1 << k for k in range(8)], dtype=torch.uint8, device=occs.device)
+    return (bits * weights).sum(-1, dtype=torch.uint8)
+
+
+def _grid_geometry(aabb: Tensor) -> tuple[Tensor, Tensor]:
+    lo, hi = aabb[:3].float(), aabb[3:].float()
+    return (lo + hi) * 0.5, (hi - lo) * 0.5
+
+
+def _cascade_of(x: Tensor, center: Tensor, half: Tensor, levels: int) -> Tensor:
+    m = ((x - center).abs() / half).amax(-1)  # [K]
+    c = torch.zeros_like(m, dtype=torch.long)
+    for k in range(levels):
+        c += (m > float(1 << k)).long()
+    return c
+
+
+def _cell_of(x: Tensor, scale: Tensor, center: Tensor, half: Tensor, res: int) -> Tensor:
+    u = ((x - center) / (half * scale[:, None]) * 0.5 + 0.5) * float(res)
+    return torch.floor(u).long().clamp(0, res - 1)  # [K, 3]
+
+
+def _cell_exit_t(o: Tensor, d: Tensor, scale: Tensor, idx: Tensor, center: Tensor, half: Tensor,
+                 res: int) -> Tensor:
+    half_s = half * scale[:, None]
+    box_lo = center - half_s
+    width = half_s * 2.0 / float(res)
+    lo = box_lo + idx.float() * width
+    hi = lo + width
+    miss = torch.full_like(o, MISS_T)
+    t_a = torch.where(d > PARALLEL_EPS, (hi - o) / d, miss)
+    t_a = torch.where(d < -PARALLEL_EPS, (lo - o) / d, t_a)
+    return t_a.amin(-1).clamp(max=MISS_T)
+
+
+def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bitfield: Tensor,
+               aabb: Tensor, resolution: int, levels: int, step_size: float, max_step_size: float,
+               cone_angle: float, max_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """March every ray through the occupied cells of a cascaded bitfield grid.
+
+    Returns packed samples: packed_info [N, 2] (start, count), ray_indices [S], t_starts [S],
+    t_ends [S], rays in order and samples in increasing t. All rays step together; a ray leaves
+    the active set when it passes t_max, leaves the outermost cascade or has max_samples.
+    """
+    device = rays_o.device
+    center, half = _grid_geometry(aabb.to(device))
+    r3 = resolution**3
+    n = rays_o.shape[0]
+    t = t_min.clone()
+    count = torch.zeros(n, dtype=torch.long, device=device)
+    active = torch.nonzero((t < t_max) & (count < max_samples)).flatten()
+    rec_rays, rec_t0, rec_t1 = [], [], []
+    while active.numel() > 0:
+        o, d, ta = rays_o[active], rays_d[active], t[active]
+        dt = torch.clamp(ta * cone_angle, min=step_size, max=max_step_size)
+        t_mid = ta + dt * 0.5
+        x = o + d * t_mid[:, None]
+        c = _cascade_of(x, center, half, levels)
+        outside = c >= levels
+        c = c.clamp(max=levels - 1)
+        scale = (torch.ones_like(c) << c).float()
+        idx = _cell_of(x, scale, center, half, resolution)
+        lin = c * r3 + (idx[:, 0] * resolution + idx[:, 1]) * resolution + idx[:, 2]
+        occupied = ((bitfield[lin >> 3].long() >> (lin & 7)) & 1).bool() & ~outside
+
+        rec_rays.append(active[occupied])
+        rec_t0.append(ta[occupied])
+        rec_t1.append((ta + dt)[occupied])
+        count[active[occupied]] += 1
+
+        t_exit = _cell_exit_t(o, d, scale, idx, center, half, resolution)
+        steps = torch.clamp(torch.ceil((t_exit - t_mid) / dt), min=1.0)
+        t_next = torch.where(occupied, ta + dt, ta + dt * steps)
+        t[active] = t_next
+        keep = ~outside & (t_next < t_max[active]) & (count[active] < max_samples)
+        active = active[keep]
+
+    ray_indices = torch.cat(rec_rays) if rec_rays else torch.zeros(0, dtype=torch.long, device=device)
+    t_starts = torch.cat(rec_t0) if rec_t0 else torch.zeros(0, device=device)
+    t_ends = torch.cat(rec_t1) if rec_t1 else torch.zeros(0, device=device)
+    order = torch.sort(ray_indices, stable=True).indices  # iteration order is t order per ray
+    packed_info = torch.stack([torch.cumsum(count, 0) - count, count], -1)
+    return packed_info, ray_indices[order], t_starts[order], t_ends[order]
+
+
+def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, packed_info: Tensor,
+                  t_thresh: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Packed volume rendering with early termination.
+
+    sigmas [S], rgbs [S, 3], t_starts/t_ends [S], packed_info [N, 2] ->
+    weights [S], color [N, 3], depth [N], opacity [N]. Optical depth accumulates in float64 as in
+    the kernel; a ray stops at its first sample whose transmittance is below t_thresh.
+    """
+    start, count = packed_info[:, 0], packed_info[:, 1]
+    n = packed_info.shape[0]
+    rays = torch.arange(n, device=sigmas.device)
+    rid = torch.repeat_interleave(rays, count)  # [S'] ray of each covered sample
+    seg_first = torch.cumsum(count, 0) - count  # position of each ray's first sample in `sel`
+    sel = torch.repeat_interleave(start - seg_first, count) + torch.arange(rid.numel(), device=rid.device)
+
+    t0, t1 = t_starts[sel], t_ends[sel]
+    sd = sigmas[sel] * (t1 - t0)
+    acc = torch.cumsum(sd.double(), 0) - sd.double()  # exclusive, across rays
+    acc = acc - acc[torch.repeat_interleave(seg_first, count)]  # ... restarted at each ray
+    trans = torch.exp(-acc).to(sigmas.dtype)
+    w = torch.where(trans >= t_thresh, trans * (1.0 - torch.exp(-sd)), torch.zeros_like(sd))
+
+    weights = torch.zeros_like(sigmas).index_add(0, sel, w)
+    color = torch.zeros(n, 3, dtype=rgbs.dtype, device=rgbs.device).index_add(0, rid, w[:, None] * rgbs[sel])
+    depth = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(0, rid, w * ((t0 + t1) * 0.5))
+    opacity = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(0, rid, w)
+    return weights, color, depth, opacity
+
+
+def hash_encode(x: Tensor, table: Tensor, scales: tuple[float, ...], resolutions: tuple[int, ...]) -> Tensor:
+    """Multiresolution hash encoding. x [N, 3] in [0, 1], table [L, T, F] -> [N, L * F]."""
+    n_levels, t_size, n_feat = table.shape
+    offsets = torch.tensor([[(k >> a) & 1 for a in range(3)] for k in range(8)], device=x.device)  # [8, 3]
+    up = offsets.bool()[None]  # [1, 8, 3]
+    out = []
+    for level in range(n_levels):
+        p = x * scales[level] + 0.5
+        fl = torch.floor(p)
+        f = (p - fl)[:, None, :]  # [N, 1, 3]
+        corner = fl.long()[:, None, :] + offsets  # [N, 8, 3]
+        factors = torch.where(up, f, 1.0 - f)  # [N, 8, 3]
+        w = factors[..., 0] * factors[..., 1] * factors[..., 2]  # [N, 8]
+        res = resolutions[level]
+        if res**3 <= t_size:
+            c = corner.clamp(0, res - 1)
+            idx = c[..., 0] + c[..., 1] * res + c[..., 2] * (res * res)
+        else:
+            idx = (corner[..., 0] * HASH_PRIMES[0]) ^ (corner[..., 1] * HASH_PRIMES[1]) ^ (corner[..., 2] * HASH_PRIMES[2])
+            idx = idx & (t_size - 1)
+        out.append((w[..., None] * table[level][idx]).sum(1))  # [N, F]
+    return torch.cat(out, -1)

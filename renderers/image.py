@@ -1,0 +1,41 @@
+"""Marching + rendering of many rays, in chunks so memory stays bounded for any image size."""
+
+import torch
+from torch import Tensor
+
+from .marching import march
+from .occupancy import OccupancyGrid
+from .volume import RenderResult, RgbSigmaFn, render
+
+
+def render_rays(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn, *,
+                step_size: float, near: float = 0.0, far: float = 1e10, cone_angle: float = 0.0,
+                max_samples: int = 1024, background: Tensor | None = None,
+                t_thresh: float = 1e-4) -> RenderResult:
+    """March rays [N, 3] through `grid` and render them (differentiable; one batch)."""
+    samples = march(rays_o, rays_d, grid, step_size=step_size, near=near, far=far, cone_angle=cone_angle,
+                    max_samples=max_samples)
+    return render(samples, rays_o, rays_d, rgb_sigma_fn, background=background, t_thresh=t_thresh)
+
+
+@torch.no_grad()
+def render_image(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn, *,
+                 step_size: float, chunk: int = 8192, **kwargs) -> dict[str, Tensor]:
+    """Render rays of any leading shape [..., 3] in chunks of `chunk` rays.
+
+    Peak memory is set by `chunk` x max_samples, not by the image size. Returns 'rgb' [..., 3],
+    'depth' [...], 'opacity' [...] and 'samples_per_ray' [...].
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    shape = rays_o.shape[:-1]
+    flat_o, flat_d = rays_o.reshape(-1, 3), rays_d.reshape(-1, 3)
+    parts: dict[str, list[Tensor]] = {"rgb": [], "depth": [], "opacity": [], "samples_per_ray": []}
+    for start in range(0, flat_o.shape[0], chunk):
+        out = render_rays(flat_o[start:start + chunk], flat_d[start:start + chunk], grid, rgb_sigma_fn,
+                          step_size=step_size, **kwargs)
+        parts["rgb"].append(out.rgb)
+        parts["depth"].append(out.depth)
+        parts["opacity"].append(out.opacity)
+        parts["samples_per_ray"].append(out.samples.packed_info[:, 1])
+    return {k: torch.cat(v).reshape(*shape, *v[0].shape[1:]) for k, v in parts.items()}

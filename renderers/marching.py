@@ -1,0 +1,63 @@
+"""Ray marching through an occupancy grid into packed samples."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from onefield.cuda_ext import ops
+
+from .occupancy import OccupancyGrid
+
+
+@dataclass
+class RaySamples:
+    """Packed samples (the nerfacc layout): ray r owns samples [start_r, start_r + count_r)."""
+
+    packed_info: Tensor  # [N, 2] int64 (start, count)
+    ray_indices: Tensor  # [S] int64
+    t_starts: Tensor  # [S]
+    t_ends: Tensor  # [S]
+
+    @property
+    def n_rays(self) -> int:
+        return self.packed_info.shape[0]
+
+    @property
+    def n_samples(self) -> int:
+        return self.ray_indices.shape[0]
+
+    def midpoints(self, rays_o: Tensor, rays_d: Tensor) -> tuple[Tensor, Tensor]:
+        """Sample positions [S, 3] at the segment midpoints, and their ray directions [S, 3]."""
+        t_mid = (self.t_starts + self.t_ends) * 0.5
+        d = rays_d[self.ray_indices]
+        return rays_o[self.ray_indices] + d * t_mid[:, None], d
+
+
+def check_rays(rays_o: Tensor, rays_d: Tensor) -> None:
+    if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:
+        raise ValueError(f"rays_o and rays_d must both be [N, 3], got {tuple(rays_o.shape)} and {tuple(rays_d.shape)}")
+
+
+@torch.no_grad()
+def march(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, *, step_size: float, near: float = 0.0,
+          far: float = 1e10, cone_angle: float = 0.0, max_step_size: float = 1e10,
+          max_samples: int = 1024) -> RaySamples:
+    """Samples of rays [N, 3] through the occupied cells of `grid`.
+
+    Steps are dt = clamp(t * cone_angle, step_size, max_step_size) in units of |rays_d| (pass unit
+    directions for world units); empty cells are skipped, and each ray stops after max_samples
+    samples, at `far`, or where it leaves the grid's outer box.
+    """
+    check_rays(rays_o, rays_d)
+    if step_size <= 0:
+        raise ValueError(f"step_size must be positive, got {step_size}")
+    if max_samples < 0:
+        raise ValueError(f"max_samples must be >= 0, got {max_samples}")
+    t_near, t_far, _ = ops.ray_aabb_intersect(rays_o, rays_d, grid.outer_aabb())
+    t_min = t_near.clamp(min=near)
+    t_max = t_far.clamp(max=far)
+    packed_info, ray_indices, t_starts, t_ends = ops.march_rays(
+        rays_o, rays_d, t_min, t_max, grid.bitfield, grid.aabb, grid.resolution, grid.levels, step_size,
+        max_step_size, cone_angle, max_samples)
+    return RaySamples(packed_info, ray_indices, t_starts, t_ends)

@@ -1,0 +1,111 @@
+"""Cascaded occupancy grid (Instant-NGP): which cells of the scene box are worth sampling.
+
+Cascade c covers the base box scaled by 2^c about its centre, each at `resolution`^3 cells, so
+one grid serves bounded scenes (levels=1) and unbounded ones (levels > 1, coarser far away).
+Each cell keeps a running opacity estimate `occs` (sigma * step_size, an alpha proxy); the
+packed bitfield that the marcher reads marks cells whose estimate exceeds
+min(mean estimate, threshold).
+"""
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from onefield.cuda_ext import ops
+
+SigmaFn = Callable[[Tensor], Tensor]  # x [K, 3] -> sigma [K]
+
+
+def _as_aabb(aabb: Sequence[float] | Tensor) -> Tensor:
+    box = torch.as_tensor(aabb, dtype=torch.float32).flatten()
+    if box.numel() != 6 or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
+        raise ValueError(f"aabb must be 6 finite numbers (min xyz, max xyz) with max > min, got {box.tolist()}")
+    return box
+
+
+class OccupancyGrid(torch.nn.Module):
+    """A `levels` x `resolution`^3 bitfield over `aabb`, kept as buffers so it moves with `.to()`
+    and is saved in `state_dict()`. A new grid marks every cell occupied."""
+
+    def __init__(self, aabb: Sequence[float] | Tensor, resolution: int = 128, levels: int = 1):
+        super().__init__()
+        if not 1 <= resolution <= 1024:
+            raise ValueError(f"resolution must be in [1, 1024], got {resolution}")
+        if not 1 <= levels <= 16:
+            raise ValueError(f"levels must be in [1, 16], got {levels}")
+        self.resolution = int(resolution)
+        self.levels = int(levels)
+        n_cells = self.levels * self.resolution**3
+        self.register_buffer("aabb", _as_aabb(aabb))
+        self.register_buffer("occs", torch.zeros(n_cells))
+        self.register_buffer("bitfield", torch.full(((n_cells + 7) // 8,), 255, dtype=torch.uint8))
+
+    @property
+    def n_cells(self) -> int:
+        return self.occs.numel()
+
+    def outer_aabb(self) -> Tensor:
+        """The box of the coarsest cascade, [6]."""
+        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        half = half * float(1 << (self.levels - 1))
+        return torch.cat([center - half, center + half])
+
+    def binary(self) -> Tensor:
+        """Unpacked occupancy, bool [levels, R, R, R] indexed [cascade, x, y, z]."""
+        shifts = torch.arange(8, device=self.bitfield.device, dtype=torch.uint8)
+        bits = (self.bitfield[:, None] >> shifts) & 1
+        r = self.resolution
+        return bits.flatten()[: self.n_cells].bool().view(self.levels, r, r, r)
+
+    def occupied_fraction(self) -> float:
+        return float(self.binary().float().mean())
+
+    @torch.no_grad()
+    def fill_(self, occupied: bool = True) -> "OccupancyGrid":
+        """Reset: every cell occupied (the marcher samples the whole box) or every cell empty."""
+        self.occs.fill_(0.0)
+        self.bitfield.fill_(255 if occupied else 0)
+        return self
+
+    def cell_points(self, indices: Tensor, jitter: Tensor) -> Tensor:
+        """World positions inside cells `indices` [K] at offsets `jitter` [K, 3] in [0, 1)."""
+        r = self.resolution
+        cascade = indices // r**3
+        rem = indices % r**3
+        ijk = torch.stack([rem // (r * r), (rem // r) % r, rem % r], -1).float()  # [K, 3]
+        u = (ijk + jitter) / r * 2.0 - 1.0  # [-1, 1] inside the cascade box
+        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        scale = (torch.ones_like(cascade) << cascade).float()[:, None]
+        return center + u * half * scale
+
+    @torch.no_grad()
+    def update(self, sigma_fn: SigmaFn, *, step_size: float, threshold: float = 0.01, decay: float = 0.95,
+               n_cells: int | None = None, chunk: int = 1 << 18, generator: torch.Generator | None = None) -> None:
+        """Refresh the estimates from `sigma_fn` and rebuild the bitfield.
+
+        n_cells=None evaluates every cell (use it while the field warms up); otherwise n_cells
+        uniformly random cells plus as many random occupied ones, as Instant-NGP does. Each cell is
+        probed at one jittered point; its value is sigma * step_size. Cells not probed decay.
+        """
+        device = self.occs.device
+        if n_cells is None:
+            indices = torch.arange(self.n_cells, device=device)
+        else:
+            uniform = torch.randint(0, self.n_cells, (n_cells,), device=device, generator=generator)
+            occupied = torch.nonzero(self.binary().flatten()).flatten()
+            if occupied.numel() > 0:
+                pick = torch.randint(0, occupied.numel(), (n_cells,), device=device, generator=generator)
+                uniform = torch.cat([uniform, occupied[pick]])
+            indices = uniform
+        jitter = torch.rand(indices.numel(), 3, device=device, generator=generator)
+        values = torch.empty(indices.numel(), device=device)
+        for start in range(0, indices.numel(), chunk):
+            sl = slice(start, start + chunk)
+            sigma = sigma_fn(self.cell_points(indices[sl], jitter[sl]))
+            if sigma.shape != (values[sl].numel(),):
+                raise ValueError(f"sigma_fn must return sigma of shape [K] = [{values[sl].numel()}], got {tuple(sigma.shape)}")
+            values[sl] = sigma.float() * step_size
+        values = torch.nan_to_num(values, nan=0.0, posinf=1e6).clamp_(min=0.0)
+        ops.grid_ema_update_(self.occs, indices, values, decay)
+        self.bitfield = ops.grid_pack_bits(self.occs, min(float(self.occs.mean()), threshold))

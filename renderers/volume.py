@@ -1,0 +1,44 @@
+"""Volume rendering of packed samples with a field given as a callable."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from onefield.cuda_ext import ops
+
+from .marching import RaySamples
+
+RgbSigmaFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (x [S, 3], d [S, 3]) -> (rgb [S, 3], sigma [S])
+
+
+@dataclass
+class RenderResult:
+    rgb: Tensor  # [N, 3], composited on the background when one is given
+    depth: Tensor  # [N] expected ray depth sum_i w_i t_i (not divided by opacity)
+    opacity: Tensor  # [N] sum_i w_i
+    weights: Tensor  # [S]
+    samples: RaySamples
+
+
+def render(samples: RaySamples, rays_o: Tensor, rays_d: Tensor, rgb_sigma_fn: RgbSigmaFn, *,
+           background: Tensor | None = None, t_thresh: float = 1e-4) -> RenderResult:
+    """Evaluate `rgb_sigma_fn` at the sample midpoints and composite front to back.
+
+    A ray stops at the first sample whose transmittance is below t_thresh. Gradients flow to
+    whatever `rgb_sigma_fn` computed rgb and sigma from.
+    """
+    x, d = samples.midpoints(rays_o, rays_d)
+    if samples.n_samples > 0:
+        rgbs, sigmas = rgb_sigma_fn(x, d)
+        if rgbs.shape != (samples.n_samples, 3) or sigmas.shape != (samples.n_samples,):
+            raise ValueError(f"rgb_sigma_fn must return rgb [S, 3] and sigma [S] with S={samples.n_samples}, "
+                             f"got {tuple(rgbs.shape)} and {tuple(sigmas.shape)}")
+    else:
+        rgbs, sigmas = x.new_zeros(0, 3), x.new_zeros(0)
+    weights, rgb, depth, opacity = ops.volume_render(sigmas, rgbs, samples.t_starts, samples.t_ends,
+                                                     samples.packed_info, t_thresh)
+    if background is not None:
+        rgb = rgb + (1.0 - opacity[:, None]) * background.to(rgb)
+    return RenderResult(rgb, depth, opacity, weights, samples)
