@@ -71,7 +71,7 @@ class _VolumeRender(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh):
         weights, color, depth, opacity = native.volrend_forward(sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh)
-        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, packed_info)
+        ctx.save_for_backward(sigmas, rgbs, t_starts, t_ends, weights, packed_info)
         ctx.t_thresh = t_thresh
         ctx.mark_non_differentiable(packed_info)
         return weights, color, depth, opacity
@@ -79,16 +79,24 @@ class _VolumeRender(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, g_weights, g_color, g_depth, g_opacity):
-        sigmas, rgbs, t_starts, t_ends, packed_info = ctx.saved_tensors
+        sigmas, rgbs, t_starts, t_ends, weights, packed_info = ctx.saved_tensors
         g_sigmas, g_rgbs = native.volrend_backward(
             g_weights.contiguous(), g_color.contiguous(), g_depth.contiguous(), g_opacity.contiguous(),
-            sigmas, rgbs, t_starts, t_ends, packed_info, ctx.t_thresh)
+            sigmas, rgbs, t_starts, t_ends, weights, packed_info, ctx.t_thresh)
         return g_sigmas, g_rgbs, None, None, None, None
 
 
 def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor, packed_info: Tensor,
                   t_thresh: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """sigmas [S], rgbs [S, 3] (differentiable) -> weights [S], color [N, 3], depth [N], opacity [N]."""
+    """sigmas [S], rgbs [S, 3] (differentiable) -> weights [S], color [N, 3], depth [N], opacity [N].
+
+    packed_info [N, 2] must be the packed layout: ray r owns samples [start_r, start_r + count_r),
+    rays in order, covering all S samples (what `march_rays` returns).
+    """
+    start, count = packed_info[:, 0], packed_info[:, 1]
+    if int(count.sum()) != sigmas.shape[0] or not torch.equal(start, torch.cumsum(count, 0) - count):
+        raise ValueError(f"packed_info is not a packed layout of {sigmas.shape[0]} samples: rays must own "
+                         "consecutive runs [start, start + count) that cover every sample in order")
     if not _native(sigmas):
         return reference.volume_render(sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh)
     dtype = sigmas.dtype

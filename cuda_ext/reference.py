@@ -46,34 +46,35 @@ def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
     return (bits * weights).sum(-1, dtype=torch.uint8)
 
 
-def _grid_geometry(aabb: Tensor) -> tuple[Tensor, Tensor]:
+def _grid_geometry(aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Centre, half size and its reciprocal [3], in float32 as the kernels compute them."""
     lo, hi = aabb[:3].float(), aabb[3:].float()
-    return (lo + hi) * 0.5, (hi - lo) * 0.5
+    half = (hi - lo) * 0.5
+    return (lo + hi) * 0.5, half, 1.0 / half
 
 
-def _cascade_of(x: Tensor, center: Tensor, half: Tensor, levels: int) -> Tensor:
-    m = ((x - center).abs() / half).amax(-1)  # [K]
+def _cascade_of(x: Tensor, center: Tensor, inv_half: Tensor, levels: int) -> Tensor:
+    m = ((x - center).abs() * inv_half).amax(-1)  # [K]
     c = torch.zeros_like(m, dtype=torch.long)
     for k in range(levels):
         c += (m > float(1 << k)).long()
     return c
 
 
-def _cell_of(x: Tensor, scale: Tensor, center: Tensor, half: Tensor, res: int) -> Tensor:
-    u = ((x - center) / (half * scale[:, None]) * 0.5 + 0.5) * float(res)
+def _cell_of(x: Tensor, inv_scale: Tensor, center: Tensor, inv_half: Tensor, res: int) -> Tensor:
+    u = ((x - center) * (inv_half * inv_scale[:, None]) * 0.5 + 0.5) * float(res)
     return torch.floor(u).long().clamp(0, res - 1)  # [K, 3]
 
 
-def _cell_exit_t(o: Tensor, d: Tensor, scale: Tensor, idx: Tensor, center: Tensor, half: Tensor,
-                 res: int) -> Tensor:
+def _cell_exit_t(o: Tensor, d: Tensor, inv_d: Tensor, scale: Tensor, idx: Tensor, center: Tensor,
+                 half: Tensor, cell_frac: Tensor) -> Tensor:
     half_s = half * scale[:, None]
-    box_lo = center - half_s
-    width = half_s * 2.0 / float(res)
-    lo = box_lo + idx.float() * width
+    width = half_s * cell_frac
+    lo = (center - half_s) + idx.float() * width
     hi = lo + width
     miss = torch.full_like(o, MISS_T)
-    t_a = torch.where(d > PARALLEL_EPS, (hi - o) / d, miss)
-    t_a = torch.where(d < -PARALLEL_EPS, (lo - o) / d, t_a)
+    t_a = torch.where(d > PARALLEL_EPS, (hi - o) * inv_d, miss)
+    t_a = torch.where(d < -PARALLEL_EPS, (lo - o) * inv_d, t_a)
     return t_a.amin(-1).clamp(max=MISS_T)
 
 
@@ -87,7 +88,8 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
     the active set when it passes t_max, leaves the outermost cascade or has max_samples.
     """
     device = rays_o.device
-    center, half = _grid_geometry(aabb.to(device))
+    center, half, inv_half = _grid_geometry(aabb.to(device))
+    cell_frac = torch.tensor(2.0, device=device) / resolution
     r3 = resolution**3
     n = rays_o.shape[0]
     t = t_min.clone()
@@ -96,14 +98,15 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
     rec_rays, rec_t0, rec_t1 = [], [], []
     while active.numel() > 0:
         o, d, ta = rays_o[active], rays_d[active], t[active]
+        inv_d = 1.0 / d
         dt = torch.clamp(ta * cone_angle, min=step_size, max=max_step_size)
         t_mid = ta + dt * 0.5
         x = o + d * t_mid[:, None]
-        c = _cascade_of(x, center, half, levels)
+        c = _cascade_of(x, center, inv_half, levels)
         outside = c >= levels
         c = c.clamp(max=levels - 1)
         scale = (torch.ones_like(c) << c).float()
-        idx = _cell_of(x, scale, center, half, resolution)
+        idx = _cell_of(x, 1.0 / scale, center, inv_half, resolution)
         lin = c * r3 + (idx[:, 0] * resolution + idx[:, 1]) * resolution + idx[:, 2]
         occupied = ((bitfield[lin >> 3].long() >> (lin & 7)) & 1).bool() & ~outside
 
@@ -112,7 +115,7 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
         rec_t1.append((ta + dt)[occupied])
         count[active[occupied]] += 1
 
-        t_exit = _cell_exit_t(o, d, scale, idx, center, half, resolution)
+        t_exit = _cell_exit_t(o, d, inv_d, scale, idx, center, half, cell_frac)
         steps = torch.clamp(torch.ceil((t_exit - t_mid) / dt), min=1.0)
         t_next = torch.where(occupied, ta + dt, ta + dt * steps)
         t[active] = t_next
@@ -132,27 +135,25 @@ def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor
     """Packed volume rendering with early termination.
 
     sigmas [S], rgbs [S, 3], t_starts/t_ends [S], packed_info [N, 2] ->
-    weights [S], color [N, 3], depth [N], opacity [N]. Optical depth accumulates in float64 as in
-    the kernel; a ray stops at its first sample whose transmittance is below t_thresh.
+    weights [S], color [N, 3], depth [N], opacity [N], with packed_info the packed layout (rays own
+    consecutive runs of samples, in order). Optical depth accumulates in float64 and is rounded
+    once before the exp, as in the kernel; a ray stops at its first sample whose transmittance is
+    below t_thresh.
     """
     start, count = packed_info[:, 0], packed_info[:, 1]
     n = packed_info.shape[0]
-    rays = torch.arange(n, device=sigmas.device)
-    rid = torch.repeat_interleave(rays, count)  # [S'] ray of each covered sample
-    seg_first = torch.cumsum(count, 0) - count  # position of each ray's first sample in `sel`
-    sel = torch.repeat_interleave(start - seg_first, count) + torch.arange(rid.numel(), device=rid.device)
+    rid = torch.repeat_interleave(torch.arange(n, device=sigmas.device), count)  # [S] ray of each sample
 
-    t0, t1 = t_starts[sel], t_ends[sel]
-    sd = sigmas[sel] * (t1 - t0)
+    sd = sigmas * (t_ends - t_starts)
     acc = torch.cumsum(sd.double(), 0) - sd.double()  # exclusive, across rays
-    acc = acc - acc[torch.repeat_interleave(seg_first, count)]  # ... restarted at each ray
-    trans = torch.exp(-acc).to(sigmas.dtype)
-    w = torch.where(trans >= t_thresh, trans * (1.0 - torch.exp(-sd)), torch.zeros_like(sd))
+    acc = acc - acc[torch.repeat_interleave(start, count)]  # ... restarted at each ray
+    trans = torch.exp((-acc).to(sigmas.dtype))
+    weights = torch.where(trans >= t_thresh, trans * (1.0 - torch.exp(-sd)), torch.zeros_like(sd))
 
-    weights = torch.zeros_like(sigmas).index_add(0, sel, w)
-    color = torch.zeros(n, 3, dtype=rgbs.dtype, device=rgbs.device).index_add(0, rid, w[:, None] * rgbs[sel])
-    depth = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(0, rid, w * ((t0 + t1) * 0.5))
-    opacity = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(0, rid, w)
+    color = torch.zeros(n, 3, dtype=rgbs.dtype, device=rgbs.device).index_add(0, rid, weights[:, None] * rgbs)
+    depth = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(
+        0, rid, weights * ((t_starts + t_ends) * 0.5))
+    opacity = torch.zeros(n, dtype=sigmas.dtype, device=sigmas.device).index_add(0, rid, weights)
     return weights, color, depth, opacity
 
 

@@ -30,8 +30,8 @@ class RaySamples:
     def midpoints(self, rays_o: Tensor, rays_d: Tensor) -> tuple[Tensor, Tensor]:
         """Sample positions [S, 3] at the segment midpoints, and their ray directions [S, 3]."""
         t_mid = (self.t_starts + self.t_ends) * 0.5
-        d = rays_d[self.ray_indices]
-        return rays_o[self.ray_indices] + d * t_mid[:, None], d
+        d = rays_d.index_select(0, self.ray_indices)
+        return torch.addcmul(rays_o.index_select(0, self.ray_indices), d, t_mid[:, None]), d
 
 
 def check_rays(rays_o: Tensor, rays_d: Tensor) -> None:

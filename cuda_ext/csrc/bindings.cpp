@@ -15,13 +15,12 @@ void check_dtype(const at::Tensor& t, const char* name, at::ScalarType dtype) {
   TORCH_CHECK(t.scalar_type() == dtype, name, " must be ", dtype, ", got ", t.scalar_type());
 }
 
-void require_cpu(const at::Tensor& t) {
-  TORCH_CHECK(!t.is_cuda(), "onefield was built without CUDA kernels; use ONEFIELD_KERNELS=torch");
-}
-
 #ifdef WITH_CUDA
 #define DISPATCH(ref, fn, ...) ((ref).is_cuda() ? fn##_cuda(__VA_ARGS__) : fn##_cpu(__VA_ARGS__))
 #else
+void require_cpu(const at::Tensor& t) {
+  TORCH_CHECK(!t.is_cuda(), "onefield was built without CUDA kernels; use ONEFIELD_KERNELS=torch");
+}
 #define DISPATCH(ref, fn, ...) (require_cpu(ref), fn##_cpu(__VA_ARGS__))
 #endif
 
@@ -71,7 +70,9 @@ Tensors march_rays(const at::Tensor& rays_o, const at::Tensor& rays_d, const at:
     TORCH_CHECK(hi > lo, "aabb must have max > min on every axis");
     geom.center[a] = (lo + hi) * 0.5f;
     geom.half[a] = (hi - lo) * 0.5f;
+    geom.inv_half[a] = 1.f / geom.half[a];
   }
+  geom.cell_frac = 2.f / float(resolution);
   geom.res = int(resolution);
   geom.levels = int(levels);
   const MarchParams params{float(step_size), float(max_step_size), float(cone_angle), int(max_samples)};
@@ -85,6 +86,10 @@ void check_volrend(const Tensors& ts, const std::vector<const char*>& names, con
   }
   check(info, "packed_info", ts[0].device());
   check_dtype(info, "packed_info", at::kLong);
+  TORCH_CHECK(info.dim() == 2 && info.size(1) == 2, "packed_info must be [N, 2] (start, count)");
+  // Outputs are written ray by ray with no zero-fill: the rays must cover every sample.
+  TORCH_CHECK(info.select(1, 1).sum().item<int64_t>() == ts[0].size(0),
+              "packed_info counts must sum to the number of samples");
 }
 
 Tensors volrend_forward(const at::Tensor& sigmas, const at::Tensor& rgbs, const at::Tensor& t_starts,
@@ -95,13 +100,13 @@ Tensors volrend_forward(const at::Tensor& sigmas, const at::Tensor& rgbs, const 
 
 Tensors volrend_backward(const at::Tensor& g_weights, const at::Tensor& g_color, const at::Tensor& g_depth,
                          const at::Tensor& g_opacity, const at::Tensor& sigmas, const at::Tensor& rgbs,
-                         const at::Tensor& t_starts, const at::Tensor& t_ends,
+                         const at::Tensor& t_starts, const at::Tensor& t_ends, const at::Tensor& weights,
                          const at::Tensor& packed_info, double t_thresh) {
-  check_volrend({sigmas, rgbs, t_starts, t_ends, g_weights, g_color, g_depth, g_opacity},
-                {"sigmas", "rgbs", "t_starts", "t_ends", "g_weights", "g_color", "g_depth", "g_opacity"},
+  check_volrend({sigmas, rgbs, t_starts, t_ends, weights, g_weights, g_color, g_depth, g_opacity},
+                {"sigmas", "rgbs", "t_starts", "t_ends", "weights", "g_weights", "g_color", "g_depth", "g_opacity"},
                 packed_info);
   return DISPATCH(sigmas, volrend_backward, g_weights, g_color, g_depth, g_opacity, sigmas, rgbs,
-                  t_starts, t_ends, packed_info, t_thresh);
+                  t_starts, t_ends, weights, packed_info, t_thresh);
 }
 
 std::vector<HashLevel> hash_levels(const at::Tensor& x, const at::Tensor& table,

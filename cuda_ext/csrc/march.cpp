@@ -1,12 +1,16 @@
 // CPU launchers: ray/box intersection, occupancy-grid update and ray marching.
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "ops.h"
 
 namespace onefield {
 
 namespace {
 constexpr int64_t kGrain = 256;
+constexpr int64_t kRayBlock = 64;
 }
 
 Tensors ray_aabb_intersect_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d,
@@ -71,12 +75,23 @@ Tensors march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const
   const float* tmax = t_max.data_ptr<float>();
   const uint8_t* bits = bitfield.data_ptr<uint8_t>();
 
-  // Pass 1 counts, pass 2 writes: the same march, so the layout needs no per-ray upper bound.
+  // One march per ray: each block of rays appends its samples to its own buffers, which are then
+  // copied to their packed positions (half the work of a count pass followed by a write pass).
+  const int64_t n_blocks = (n + kRayBlock - 1) / kRayBlock;
+  std::vector<std::vector<float>> block_t0(n_blocks), block_t1(n_blocks);
   auto counts = at::empty({n}, rays_o.options().dtype(at::kLong));
   int64_t* cnt = counts.data_ptr<int64_t>();
-  at::parallel_for(0, n, kGrain / 4, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      cnt[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, nullptr, nullptr);
+  at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      auto& t0v = block_t0[b];
+      auto& t1v = block_t1[b];
+      auto append = [&](int, float a, float c) {
+        t0v.push_back(a);
+        t1v.push_back(c);
+      };
+      for (int64_t i = b * kRayBlock; i < std::min(n, (b + 1) * kRayBlock); ++i)
+        cnt[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, append);
+    }
   });
   auto ends = counts.cumsum(0);
   const int64_t total = n > 0 ? ends[n - 1].item<int64_t>() : 0;
@@ -88,11 +103,13 @@ Tensors march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const
   float* t0 = t_starts.data_ptr<float>();
   float* t1 = t_ends.data_ptr<float>();
   int64_t* ri = ray_indices.data_ptr<int64_t>();
-  at::parallel_for(0, n, kGrain / 4, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t s = info[2 * i];
-      march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, t0 + s, t1 + s);
-      for (int64_t k = 0; k < info[2 * i + 1]; ++k) ri[s + k] = i;
+  at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * kRayBlock, s = info[2 * first];
+      std::copy(block_t0[b].begin(), block_t0[b].end(), t0 + s);
+      std::copy(block_t1[b].begin(), block_t1[b].end(), t1 + s);
+      for (int64_t i = first; i < std::min(n, first + kRayBlock); ++i)
+        std::fill_n(ri + info[2 * i], info[2 * i + 1], i);
     }
   });
   return {packed_info, ray_indices, t_starts, t_ends};

@@ -30,18 +30,18 @@ __global__ void pack_bits_kernel(int64_t n_bytes, int64_t n, const float* occ, f
   bits[byte] = packed;
 }
 
-// counts != nullptr: count pass. Otherwise the write pass, with starts from packed_info.
+// Two passes over the same march: counts != nullptr counts; otherwise write at packed_info starts.
 __global__ void march_kernel(int64_t n, const float* o, const float* d, const float* tmin, const float* tmax,
                              const uint8_t* bits, GridGeom geom, MarchParams params, int64_t* counts,
                              const int64_t* info, float* t0, float* t1, int64_t* ray_indices) {
   const int64_t i = thread_index();
   if (i >= n) return;
   if (counts != nullptr) {
-    counts[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, nullptr, nullptr);
+    counts[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, CountOnly{});
     return;
   }
   const int64_t s = info[2 * i];
-  march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, t0 + s, t1 + s);
+  march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, WriteAt{t0 + s, t1 + s});
   for (int64_t k = 0; k < info[2 * i + 1]; ++k) ray_indices[s + k] = i;
 }
 

@@ -29,7 +29,8 @@ using Tensors = std::vector<at::Tensor>;
                                  const at::Tensor& g_depth, const at::Tensor& g_opacity,           \
                                  const at::Tensor& sigmas, const at::Tensor& rgbs,                 \
                                  const at::Tensor& t_starts, const at::Tensor& t_ends,             \
-                                 const at::Tensor& packed_info, double t_thresh);                  \
+                                 const at::Tensor& weights, const at::Tensor& packed_info,         \
+                                 double t_thresh);                                                 \
   at::Tensor hash_encode_forward_##dev(const at::Tensor& x, const at::Tensor& table,               \
                                        const std::vector<HashLevel>& levels);                      \
   Tensors hash_encode_backward_##dev(const at::Tensor& g_out, const at::Tensor& x,                 \

@@ -120,3 +120,12 @@ def test_saturated_ray_terminates_early(device):
     torch.testing.assert_close(color.detach()[0], rgb.detach()[0])
     color.sum().backward()
     assert torch.all(s.grad[1:] == 0) and torch.all(rgb.grad[1:] == 0)
+
+
+def test_rejects_a_layout_that_is_not_packed(device):
+    s = torch.rand(6, device=device)
+    rgb = torch.rand(6, 3, device=device)
+    t0 = torch.arange(6.0, device=device) * 0.1
+    for info in ([[0, 2], [3, 3]], [[0, 2], [2, 3]]):  # a gap; samples left over
+        with pytest.raises(ValueError, match="packed layout"):
+            ops.volume_render(s, rgb, t0, t0 + 0.1, torch.tensor(info, device=device), 1e-4)

@@ -1,0 +1,58 @@
+# onefield: `make demo` and `make test` each set up everything they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# torch is pinned in the same pip call as everything else, so nothing can pull a CUDA build.
+TORCH := torch==2.13.0
+DEPS := numpy==2.4.6 imageio==2.38.1 pillow==13.0.0 ninja==1.13.2 setuptools==84.2.1 \
+        pytest==9.2.0 nerfacc==0.5.3 rich==15.0.0
+STAMP := $(VENV)/.onefield-installed
+CSRC := $(wildcard cuda_ext/csrc/*)
+# CUDA compile check (no GPU needed): a CUDA build of torch in a cached venv outside the repo.
+CUDA_VENV ?= $(HOME)/.cache/onefield/cuda-venv
+CUDA_TORCH := torch==2.14.1
+CUDA_ARCHS ?= 8.0;9.0
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test bench cuda-check clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py Makefile $(CSRC)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q $(TORCH) $(DEPS)
+	MAX_JOBS=2 $(PIP) install -q --no-build-isolation -e .
+	$(PY) -c "import onefield.cuda_ext as c; assert c.native is not None, c.LOAD_ERROR"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/onefield info
+	$(VENV)/bin/onefield demo --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q -rs tests
+
+bench: setup
+	$(PY) benchmarks/bench_march_render.py
+	$(PY) benchmarks/bench_hashgrid.py
+
+# Compiles every .cu source for sm_80/sm_90 against torch 2.14.1 (CUDA 13.0) into a throwaway
+# folder. The `nvcc` on PATH is a wrapper: CUDA_HOME comes from its real toolkit root.
+cuda-check:
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -c "import torch" 2>/dev/null || \
+	  $(CUDA_VENV)/bin/python -m pip install -q $(CUDA_TORCH) numpy ninja setuptools
+	tmp=$$(mktemp -d) && \
+	export CUDA_HOME=$$(realpath "$$(nvcc --dryrun -c -x cu /dev/null 2>&1 | sed -n 's/^#\$$ TOP=//p')") && \
+	TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 \
+	  $(CUDA_VENV)/bin/python setup.py -q build_ext --build-temp $$tmp/build --build-lib $$tmp/lib && \
+	ls $$tmp/lib/onefield/cuda_ext/_C*.so && \
+	$(CUDA_VENV)/bin/python -c "import sys; sys.path.insert(0, '$$tmp/lib'); import torch; \
+	  from onefield.cuda_ext import _C; assert _C.has_cuda(); print('CUDA build OK:', _C.__file__)" && \
+	rm -rf $$tmp
+
+clean:
+	rm -rf build *.egg-info cuda_ext/_C*.so $(VENV) runs

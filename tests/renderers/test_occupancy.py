@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from onefield.renderers import OccupancyGrid
+from onefield.scenes import sphere
+
+
+def test_new_grid_is_fully_occupied_and_moves_with_state_dict():
+    grid = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16, levels=2)
+    assert grid.binary().shape == (2, 16, 16, 16) and grid.occupied_fraction() == 1.0
+    grid.fill_(False)
+    other = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16, levels=2)
+    other.load_state_dict(grid.state_dict())
+    assert other.occupied_fraction() == 0.0
+
+
+def test_update_from_a_sphere_marks_exactly_the_cells_it_covers():
+    scene = sphere(radius=0.5, density=50.0)
+    res = 32
+    grid = OccupancyGrid(scene.aabb, resolution=res, levels=2)
+    for _ in range(4):
+        grid.update(scene.density, step_size=0.01, generator=torch.Generator().manual_seed(0))
+    occ = grid.binary()
+    centers = (torch.arange(res) + 0.5) / res * 2 - 1  # cascade-0 cell centres
+    dist = torch.sqrt(centers[:, None, None] ** 2 + centers[None, :, None] ** 2 + centers[None, None, :] ** 2)
+    half_diag = 3**0.5 / res
+    assert occ[0][dist < 0.5 - half_diag].all()  # cells fully inside the sphere
+    assert not occ[0][dist > 0.5 + half_diag].any()  # cells fully outside
+    # cascade 1 covers [-2, 2]^3: its cells around the sphere are occupied, the shell beyond is not
+    dist1 = dist * 2
+    assert occ[1][dist1 < 0.5 - 2 * half_diag].all() and not occ[1][dist1 > 0.5 + 2 * half_diag].any()
+
+
+def test_partial_updates_sample_random_and_occupied_cells():
+    scene = sphere(radius=0.3, density=50.0)
+    grid = OccupancyGrid(scene.aabb, resolution=16)
+    grid.update(scene.density, step_size=0.01)
+    before = grid.occupied_fraction()
+    calls = []
+
+    def counting_density(x):
+        calls.append(x.shape[0])
+        return scene.density(x)
+
+    grid.update(counting_density, step_size=0.01, n_cells=500, generator=torch.Generator().manual_seed(1))
+    assert sum(calls) == 1000  # 500 uniform + 500 drawn from occupied cells
+    assert grid.occupied_fraction() == pytest.approx(before, abs=0.01)
+
+
+def test_cell_points_fall_inside_their_cells():
+    grid = OccupancyGrid([0, 0, 0, 2, 4, 8], resolution=4, levels=2)
+    idx = torch.arange(grid.n_cells)
+    jitter = torch.full((grid.n_cells, 3), 0.5)
+    pts = grid.cell_points(idx, jitter)
+    # cell 0 of cascade 0 spans [0, .5] x [0, 1] x [0, 2]; cascade 1 doubles the box about its centre
+    assert pts[0].tolist() == pytest.approx([0.25, 0.5, 1.0])
+    assert pts[4**3].tolist() == pytest.approx([-1 + 0.5, -2 + 1.0, -4 + 2.0])
+
+
+def test_rejects_bad_configuration_and_bad_density_shape():
+    with pytest.raises(ValueError, match="aabb"):
+        OccupancyGrid([0, 0, 0, 1, 1])
+    with pytest.raises(ValueError, match="max > min"):
+        OccupancyGrid([0, 0, 0, 1, -1, 1])
+    with pytest.raises(ValueError, match="resolution"):
+        OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=0)
+    grid = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=4)
+    with pytest.raises(ValueError, match="sigma_fn"):
+        grid.update(lambda x: x, step_size=0.1)
+
+
+def test_nan_density_is_not_occupied():
+    grid = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=4)
+    grid.update(lambda x: torch.full((x.shape[0],), float("nan")), step_size=0.1)
+    assert grid.occupied_fraction() == 0.0 and torch.isfinite(grid.occs).all()
