@@ -3,6 +3,7 @@ hash encoding. Each op has a C++ (CPU), a CUDA and a pure-torch implementation o
 see ``ops.py`` for dispatch and ``reference.py`` for the twins."""
 
 from ._loader import LOAD_ERROR, native
+from .encoding import HashGridConfig, HashGridEncoding, choose_implementation
 from .ops import (
     backend_for,
     grid_ema_update_,
@@ -15,6 +16,9 @@ from .ops import (
 )
 
 __all__ = [
+    "HashGridConfig",
+    "HashGridEncoding",
+    "choose_implementation",
     "LOAD_ERROR",
     "native",
     "backend_for",

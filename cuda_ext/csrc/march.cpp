@@ -65,6 +65,14 @@ at::Tensor grid_pack_bits_cpu(const at::Tensor& occs, double threshold) {
   return bits;
 }
 
+PackedSamples PackedSamples::allocate(const at::Tensor& counts, const at::TensorOptions& float_options) {
+  const auto ends = counts.cumsum(0);
+  const int64_t total = counts.numel() > 0 ? ends[-1].item<int64_t>() : 0;
+  return {at::stack({ends - counts, counts}, 1).contiguous(),
+          at::empty({total}, float_options.dtype(at::kLong)), at::empty({total}, float_options),
+          at::empty({total}, float_options)};
+}
+
 Tensors march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const at::Tensor& t_min,
                        const at::Tensor& t_max, const at::Tensor& bitfield, const GridGeom& geom,
                        const MarchParams& params) {
@@ -93,12 +101,7 @@ Tensors march_rays_cpu(const at::Tensor& rays_o, const at::Tensor& rays_d, const
         cnt[i] = march_one(o + 3 * i, d + 3 * i, tmin[i], tmax[i], bits, geom, params, append);
     }
   });
-  auto ends = counts.cumsum(0);
-  const int64_t total = n > 0 ? ends[n - 1].item<int64_t>() : 0;
-  auto packed_info = at::stack({ends - counts, counts}, 1).contiguous();
-  auto t_starts = at::empty({total}, rays_o.options());
-  auto t_ends = at::empty({total}, rays_o.options());
-  auto ray_indices = at::empty({total}, rays_o.options().dtype(at::kLong));
+  auto [packed_info, ray_indices, t_starts, t_ends] = PackedSamples::allocate(counts, rays_o.options());
   const int64_t* info = packed_info.data_ptr<int64_t>();
   float* t0 = t_starts.data_ptr<float>();
   float* t1 = t_ends.data_ptr<float>();

@@ -99,12 +99,7 @@ Tensors march_rays_cuda(const at::Tensor& rays_o, const at::Tensor& rays_d, cons
                                                                  counts.data_ptr<int64_t>(), nullptr,
                                                                  nullptr, nullptr, nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  auto ends = counts.cumsum(0);
-  const int64_t total = n > 0 ? ends[n - 1].item<int64_t>() : 0;
-  auto packed_info = at::stack({ends - counts, counts}, 1).contiguous();
-  auto t_starts = at::empty({total}, rays_o.options());
-  auto t_ends = at::empty({total}, rays_o.options());
-  auto ray_indices = at::empty({total}, rays_o.options().dtype(at::kLong));
+  auto [packed_info, ray_indices, t_starts, t_ends] = PackedSamples::allocate(counts, rays_o.options());
   march_kernel<<<blocks_for(n), kThreads, 0, current_stream()>>>(
       n, o, d, tmin, tmax, bits, geom, params, nullptr, packed_info.data_ptr<int64_t>(),
       t_starts.data_ptr<float>(), t_ends.data_ptr<float>(), ray_indices.data_ptr<int64_t>());

@@ -12,6 +12,15 @@ namespace onefield {
 
 using Tensors = std::vector<at::Tensor>;
 
+// Output of marching, allocated from per-ray sample counts [N] (defined in march.cpp).
+struct PackedSamples {
+  at::Tensor packed_info;  // [N, 2] int64 (start, count)
+  at::Tensor ray_indices;  // [S] int64
+  at::Tensor t_starts;     // [S]
+  at::Tensor t_ends;       // [S]
+  static PackedSamples allocate(const at::Tensor& counts, const at::TensorOptions& float_options);
+};
+
 #define ONEFIELD_DECLARE_OPS(dev)                                                                 \
   Tensors ray_aabb_intersect_##dev(const at::Tensor& rays_o, const at::Tensor& rays_d,             \
                                    const at::Tensor& aabb);                                        \

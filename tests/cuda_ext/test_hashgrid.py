@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from onefield.cuda_ext import ops, reference
+from onefield.cuda_ext import HashGridConfig, HashGridEncoding, choose_implementation, ops, reference
+from onefield.cuda_ext.encoding import tcnn_installed
 
 pytestmark = pytest.mark.usefixtures("require_native")
 
@@ -83,3 +84,30 @@ def test_hashed_level_uses_the_instant_ngp_hash(device):
         row = (h & 0xFFFFFFFF) % t_size
         out = ops.hash_encode(x.to(device), table.to(device), (scale,), (65,))
         assert out.cpu()[0].tolist() == [float(row), float(row)]
+
+
+def test_encoding_module_runs_our_kernels(device):
+    config = HashGridConfig(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=64)
+    assert choose_implementation(device) == ("tcnn" if device == "cuda" and tcnn_installed() else "onefield")
+    enc = HashGridEncoding(config, device=device, implementation="onefield")
+    assert enc.out_dim == 8 and enc.resolutions[0] == 4 and enc.resolutions[-1] == 65
+    x = torch.rand(100, 3, device=device)
+    out = enc(x)
+    torch.testing.assert_close(out, ops.hash_encode(x, enc.table, enc.scales, enc.resolutions))
+    out.square().sum().backward()
+    assert enc.table.grad is not None and enc.table.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        enc(x[:, :2])
+
+
+def test_tcnn_is_chosen_only_where_it_can_run(monkeypatch):
+    assert choose_implementation("cpu") == "onefield"
+    assert choose_implementation("cpu", "onefield") == "onefield"
+    with pytest.raises(ValueError, match="tinycudann"):
+        choose_implementation("cpu", "tcnn")
+    with pytest.raises(ValueError, match="one of"):
+        choose_implementation("cpu", "fastest")
+    monkeypatch.setattr("onefield.cuda_ext.encoding.tcnn_installed", lambda: True)
+    assert choose_implementation("cuda") == "tcnn"
+    monkeypatch.setenv("ONEFIELD_KERNELS", "torch")
+    assert choose_implementation("cuda") == "onefield"  # forcing the reference wins
