@@ -90,7 +90,7 @@ def test_encoding_module_runs_our_kernels(device):
     config = HashGridConfig(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=64)
     assert choose_implementation(device) == ("tcnn" if device == "cuda" and tcnn_installed() else "onefield")
     enc = HashGridEncoding(config, device=device, implementation="onefield")
-    assert enc.out_dim == 8 and enc.resolutions[0] == 4 and enc.resolutions[-1] == 65
+    assert enc.out_dim == 8 and enc.resolutions[0] == 4 and enc.resolutions[-1] == 64
     x = torch.rand(100, 3, device=device)
     out = enc(x)
     torch.testing.assert_close(out, ops.hash_encode(x, enc.table, enc.scales, enc.resolutions))
