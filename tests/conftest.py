@@ -23,6 +23,12 @@ def _kernels_env(monkeypatch):
     monkeypatch.delenv("ONEFIELD_KERNELS", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _seed():
+    """Every test starts from the same global RNG state, so results never depend on test order."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def require_native() -> None:
     """Kernel-vs-reference tests need the compiled extension; a missing build is a failure."""

@@ -18,8 +18,8 @@ def test_update_from_a_sphere_marks_exactly_the_cells_it_covers():
     scene = sphere(radius=0.5, density=50.0)
     res = 32
     grid = OccupancyGrid(scene.aabb, resolution=res, levels=2)
-    for _ in range(4):
-        grid.update(scene.density, step_size=0.01, generator=torch.Generator().manual_seed(0))
+    for seed in range(4):
+        grid.update(scene.density, step_size=0.01, generator=torch.Generator().manual_seed(seed))
     occ = grid.binary()
     centers = (torch.arange(res) + 0.5) / res * 2 - 1  # cascade-0 cell centres
     dist = torch.sqrt(centers[:, None, None] ** 2 + centers[None, :, None] ** 2 + centers[None, None, :] ** 2)

@@ -11,7 +11,7 @@ def sphere_setup(device, res=32, size=48):
     scene = sphere(radius=0.5, density=200.0)
     grid = OccupancyGrid(scene.aabb, resolution=res).to(device)
     for seed in range(8):  # boundary cells are probed at random points: a few rounds find them all
-        grid.update(scene.density, step_size=STEP, generator=torch.Generator().manual_seed(seed))
+        grid.update(scene.density, step_size=STEP, generator=torch.Generator(device).manual_seed(seed))
     c2w = orbit_pose(30.0, 20.0, 3.0)
     focal = size * 1.5
     rays_o, rays_d = pinhole_rays(c2w, focal, focal, size / 2, size / 2, size, size)
@@ -88,7 +88,8 @@ def test_cascaded_grid_reaches_far_content(device):
     """A ball outside the base box is still found through the second cascade."""
     grid = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=16, levels=2).to(device)
     density = lambda x: 50.0 * ((x - torch.tensor([1.5, 0.0, 0.0], device=x.device)).norm(dim=-1) < 0.3).float()  # noqa: E731
-    grid.update(density, step_size=0.01)
+    for seed in range(8):
+        grid.update(density, step_size=0.01, generator=torch.Generator(device).manual_seed(seed))
     o = torch.tensor([[1.5, 0.0, -5.0]], device=device)
     d = torch.tensor([[0.0, 0.0, 1.0]], device=device)
     samples = march(o, d, grid, step_size=0.01)
