@@ -56,14 +56,17 @@ def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
 def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bitfield: Tensor,
                aabb: Tensor, resolution: int, levels: int, step_size: float, max_step_size: float,
                cone_angle: float, max_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Packed samples of the occupied cells: packed_info [N, 2], ray_indices [S], t_starts [S], t_ends [S]."""
+    """Packed samples of the occupied cells: packed_info [N, 2], ray_indices [S], t_starts [S], t_ends [S].
+
+    Marching runs in float32 on every path (other dtypes are converted), so all paths agree exactly.
+    """
+    rays_o, rays_d, t_min, t_max = (t.float().contiguous() for t in (rays_o, rays_d, t_min, t_max))
     if not _native(rays_o):
         return reference.march_rays(rays_o, rays_d, t_min, t_max, bitfield, aabb, resolution, levels,
                                     step_size, max_step_size, cone_angle, max_samples)
-    f32 = [t.float().contiguous() for t in (rays_o, rays_d, t_min, t_max)]
     packed_info, ray_indices, t_starts, t_ends = native.march_rays(
-        *f32, bitfield.contiguous(), [float(v) for v in aabb.tolist()], int(resolution), int(levels),
-        float(step_size), float(max_step_size), float(cone_angle), int(max_samples))
+        rays_o, rays_d, t_min, t_max, bitfield.contiguous(), [float(v) for v in aabb.tolist()], int(resolution),
+        int(levels), float(step_size), float(max_step_size), float(cone_angle), int(max_samples))
     return packed_info, ray_indices, t_starts, t_ends
 
 
@@ -97,11 +100,12 @@ def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor
     if int(count.sum()) != sigmas.shape[0] or not torch.equal(start, torch.cumsum(count, 0) - count):
         raise ValueError(f"packed_info is not a packed layout of {sigmas.shape[0]} samples: rays must own "
                          "consecutive runs [start, start + count) that cover every sample in order")
-    if not _native(sigmas):
-        return reference.volume_render(sigmas, rgbs, t_starts, t_ends, packed_info, t_thresh)
     dtype = sigmas.dtype
-    return _VolumeRender.apply(sigmas.contiguous(), rgbs.to(dtype).contiguous(), t_starts.to(dtype).contiguous(),
-                               t_ends.to(dtype).contiguous(), packed_info.long().contiguous(), float(t_thresh))
+    rgbs, t_starts, t_ends = (t.to(dtype).contiguous() for t in (rgbs, t_starts, t_ends))
+    if not _native(sigmas):
+        return reference.volume_render(sigmas, rgbs, t_starts, t_ends, packed_info.long(), t_thresh)
+    return _VolumeRender.apply(sigmas.contiguous(), rgbs, t_starts, t_ends, packed_info.long().contiguous(),
+                               float(t_thresh))
 
 
 class _HashEncode(torch.autograd.Function):
@@ -122,9 +126,10 @@ class _HashEncode(torch.autograd.Function):
 
 def hash_encode(x: Tensor, table: Tensor, scales: tuple[float, ...], resolutions: tuple[int, ...]) -> Tensor:
     """x [N, 3] in [0, 1], table [L, T, F] -> features [N, L * F]; differentiable in x and table."""
+    x = x.to(table.dtype)
     if not _native(x):
         return reference.hash_encode(x, table, scales, resolutions)
-    return _HashEncode.apply(x.to(table.dtype).contiguous(), table.contiguous(), list(scales), list(resolutions))
+    return _HashEncode.apply(x.contiguous(), table.contiguous(), list(scales), list(resolutions))
 
 
 def hash_grid_levels(n_levels: int, base_resolution: int, per_level_scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:

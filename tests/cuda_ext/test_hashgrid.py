@@ -111,3 +111,12 @@ def test_tcnn_is_chosen_only_where_it_can_run(monkeypatch):
     assert choose_implementation("cuda") == "tcnn"
     monkeypatch.setenv("ONEFIELD_KERNELS", "torch")
     assert choose_implementation("cuda") == "onefield"  # forcing the reference wins
+
+
+def test_no_points(device):
+    _, table, scales, res = setup_grid(n_levels=3)
+    t = table.to(device).requires_grad_()
+    out = ops.hash_encode(torch.zeros(0, 3, device=device), t, scales, res)
+    assert out.shape == (0, 6)
+    out.sum().backward()
+    assert torch.all(t.grad == 0)

@@ -128,3 +128,14 @@ def test_rejects_bad_arguments(device):
         ops.march_rays(o, o, o[:, 0], o[:, 0], bits, AABB, 2, 1, 0.0, 1e10, 0.0, 8)
     with pytest.raises(RuntimeError, match="bitfield"):
         ops.march_rays(o, o, o[:, 0], o[:, 0], bits, AABB, 4, 1, 0.01, 1e10, 0.0, 8)
+
+
+def test_float64_rays_march_like_float32(device):
+    o, d = camera_rays(200)
+    t_min, t_max = segment(o, d, 1)
+    bits = random_bitfield(1, 16, 0.3).to(device)
+    args = (bits, AABB, 16, 1, 0.01, 1e10, 0.0, 256)
+    f32 = ops.march_rays(o.to(device), d.to(device), t_min.to(device), t_max.to(device), *args)
+    f64 = ops.march_rays(*(t.double().to(device) for t in (o, d, t_min, t_max)), *args)
+    for a, b in zip(f32, f64):
+        assert torch.equal(a, b)
