@@ -10,7 +10,7 @@ import argparse
 import math
 
 import torch
-from common import finish, kernels, median_seconds
+from common import finish, interleaved_medians
 
 from onefield.cuda_ext import hash_encode, hash_grid_levels
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, default=16)
     parser.add_argument("--features", type=int, default=2)
     parser.add_argument("--log2-table", type=int, default=19)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -56,11 +56,12 @@ def main() -> None:
             with torch.no_grad():
                 hash_encode(x, table, scales, res)
 
+        seconds = interleaved_medians({"native": ("", step), "reference": ("torch", step),
+                                       "native_forward": ("", forward), "reference_forward": ("torch", forward)},
+                                      args.repeats)
         timings = {}
-        for name, env in (("native", ""), ("reference", "torch")):
-            with kernels(env):
-                total = median_seconds(step, args.repeats)
-                fwd = median_seconds(forward, args.repeats)
+        for name in ("native", "reference"):
+            total, fwd = seconds[name], seconds[f"{name}_forward"]
             timings[name] = {"seconds": total, "forward_seconds": fwd, "points_per_s": x.shape[0] / total}
             print(f"{set_name:7s} {name:9s}: fwd+bwd {total * 1e3:8.1f} ms ({x.shape[0] / total:11.0f} points/s), "
                   f"fwd {fwd * 1e3:7.1f} ms")

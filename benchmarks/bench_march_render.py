@@ -9,7 +9,7 @@ samples, backpropagate a loss on color, depth and opacity into per-sample sigma 
 import argparse
 
 import torch
-from common import finish, kernels, median_seconds
+from common import finish, interleaved_medians
 
 from onefield.cuda_ext import grid_pack_bits
 from onefield.renderers import OccupancyGrid, march
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=4096)
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--occupancy", type=float, default=0.3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -64,12 +64,13 @@ def main() -> None:
     def march_only() -> None:
         march(rays_o, rays_d, grid, step_size=step, max_samples=1024)
 
+    n_samples = iteration()
+    seconds = interleaved_medians({"native": ("", iteration), "reference": ("torch", iteration),
+                                   "native_march": ("", march_only), "reference_march": ("torch", march_only)},
+                                  args.repeats)
     results = {}
-    for name, env in (("native", ""), ("reference", "torch")):
-        with kernels(env):
-            n_samples = iteration()
-            total = median_seconds(iteration, args.repeats)
-            marching = median_seconds(march_only, args.repeats)
+    for name in ("native", "reference"):
+        total, marching = seconds[name], seconds[f"{name}_march"]
         results[name] = {"seconds": total, "march_seconds": marching, "samples": n_samples,
                          "rays_per_s": args.rays / total, "samples_per_s": n_samples / total}
         print(f"{name:9s}: {total * 1e3:8.1f} ms/iter (march {marching * 1e3:7.1f} ms)  "

@@ -27,19 +27,30 @@ def kernels(name: str):
             os.environ["ONEFIELD_KERNELS"] = old
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
+def _timed(fn: Callable[[], object]) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(cases: dict[str, tuple[str, Callable[[], object]]], repeats: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each case {name: (ONEFIELD_KERNELS value, fn)}, timed round-robin (one run
+    of every case per round) so a noisy machine's slow drifts hit all cases alike."""
+    for env, fn in cases.values():
+        with kernels(env):
+            for _ in range(warmup):
+                fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, (env, fn) in cases.items():
+            with kernels(env):
+                times[name].append(_timed(fn))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def finish(name: str, figures: dict[str, object]) -> None:

@@ -33,9 +33,8 @@ template <typename T>
 OF_HD void hash_locate(const T* x, const HashLevel& lv, int* g, T* f) {
   for (int a = 0; a < 3; ++a) {
     const T p = x[a] * T(lv.scale) + T(0.5);
-    const T fl = of_floor(p);
-    g[a] = int(fl);
-    f[a] = p - fl;
+    g[a] = of_floor_int(p);
+    f[a] = p - T(g[a]);
   }
 }
 

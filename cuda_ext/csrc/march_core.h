@@ -58,7 +58,8 @@ OF_HD void cell_of(const float* x, int c, const GridGeom& g, int* idx) {
   const float inv_s = 1.f / float(1 << c);  // exact: a power of two
   for (int a = 0; a < 3; ++a) {
     const float u = ((x[a] - g.center[a]) * (g.inv_half[a] * inv_s) * 0.5f + 0.5f) * float(g.res);
-    idx[a] = of_clamp(int(of_floor(u)), 0, g.res - 1);
+    // Truncation equals floor here: they differ only for negative u, which clamps to 0 either way.
+    idx[a] = of_clamp(int(u), 0, g.res - 1);
   }
 }
 
