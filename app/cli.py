@@ -1,38 +1,166 @@
-"""The `onefield` command line."""
+"""The `onefield` command line: dataclass configs turned into options by tyro."""
 
-import argparse
 import sys
+import warnings
 from pathlib import Path
 
-from .demo import run_demo
+import tyro
+
+from onefield.fields.hashgrid import HashGridFieldConfig
+from onefield.scenes import DatasetError
+
 from .info import format_info, machine_info
+from .trainer import TrainerConfig, TrainingDiverged
+
+Positional = tyro.conf.Positional
+USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, TrainingDiverged)
+
+
+def _fail(command: str, error: BaseException) -> int:
+    print(f"onefield {command}: {error}", file=sys.stderr)
+    return 2
+
+
+def _show_warnings() -> None:
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
+
+
+def info() -> int:
+    """Print versions, devices and which kernel implementations are active."""
+    print(format_info(machine_info()))
+    return 0
+
+
+def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = None, minutes: float | None = None,
+        downscale: float = 1.0, out: Path = Path("runs"), device: str = "cpu", eval_split: str = "auto",
+        hashgrid: HashGridFieldConfig = HashGridFieldConfig(), trainer: TrainerConfig = TrainerConfig()) -> int:
+    """Fit a field to a posed scene (NeRF-Synthetic/Blender layout) and evaluate it on held-out views.
+
+    The run is written to OUT/<scene>/<field>/<timestamp>/ (config.json, checkpoints/, metrics.jsonl).
+    Ctrl-C saves a checkpoint; `onefield resume RUN` continues it.
+
+    Args:
+        data: scene folder holding transforms_train.json (and transforms_test.json or transforms_val.json).
+        field: field backend to fit (hashgrid).
+        steps: maximum optimisation steps (overrides --trainer.steps).
+        minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
+        downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
+        out: root folder of the runs.
+        device: cpu, or cuda on a machine with a CUDA GPU.
+        eval_split: held-out split; 'auto' takes test, else val.
+        hashgrid: options of the hashgrid field.
+        trainer: options of the training loop.
+    """
+    from .fit import FitJob
+    from .progress import train_with_progress
+    from .runs import DataSpec
+
+    _show_warnings()
+    try:
+        from dataclasses import replace
+
+        trainer = replace(trainer, steps=steps or trainer.steps, minutes=minutes if minutes is not None else trainer.minutes)
+        configs = {"hashgrid": hashgrid}
+        if field not in configs:
+            raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
+        job = FitJob.create(DataSpec(str(data), downscale, eval_split=eval_split), field, configs[field], trainer,
+                            out, device)
+    except USER_ERRORS as error:
+        return _fail("fit", error)
+    return train_with_progress(job)
+
+
+def resume(run: Positional[Path], steps: int | None = None, minutes: float | None = None,
+           device: str | None = None) -> int:
+    """Continue a run from its latest checkpoint, exactly where it stopped.
+
+    Args:
+        run: run folder written by `onefield fit`.
+        steps: new step limit (default: the run's own).
+        minutes: new training-time budget in minutes (default: the run's own).
+        device: cpu or cuda (default: the run's device).
+    """
+    from .fit import FitJob
+    from .progress import train_with_progress
+
+    _show_warnings()
+    try:
+        job = FitJob.resume(run, device, steps, minutes)
+    except USER_ERRORS as error:
+        return _fail("resume", error)
+    return train_with_progress(job)
+
+
+def eval(run: Positional[Path], device: str | None = None) -> int:  # noqa: A001 - the command's name
+    """Evaluate a run on its held-out views: RUN/eval/metrics.json (per view and mean PSNR/SSIM, on white)
+    and side-by-side images (render | ground truth | 4x error).
+
+    Args:
+        run: run folder written by `onefield fit`.
+        device: cpu or cuda (default: the run's device).
+    """
+    from .evaluate import evaluate_run
+
+    _show_warnings()
+    try:
+        metrics = evaluate_run(run, device)
+    except USER_ERRORS as error:
+        return _fail("eval", error)
+    print(f"{len(metrics['views'])} {metrics['split']} views: PSNR {metrics['mean']['psnr']:.2f} dB, "
+          f"SSIM {metrics['mean']['ssim']:.4f}")
+    print(f"metrics: {(Path(run) / 'eval' / 'metrics.json').resolve()}")
+    return 0
+
+
+def render(run: Positional[Path], frames: int = 60, fps: int = 30, device: str | None = None) -> int:
+    """Render a run's held-out cameras to RUN/renders/views/ and a turntable video to RUN/renders/turntable.mp4.
+
+    Args:
+        run: run folder written by `onefield fit`.
+        frames: frames of the turntable video.
+        fps: frames per second of the video.
+        device: cpu or cuda (default: the run's device).
+    """
+    from .evaluate import render_run
+
+    _show_warnings()
+    try:
+        outputs = render_run(run, frames, fps, device)
+    except USER_ERRORS as error:
+        return _fail("render", error)
+    print(f"{len(outputs.views)} views: {(Path(run) / 'renders' / 'views').resolve()}")
+    print(f"video: {outputs.video.resolve()}")
+    return 0
+
+
+def demo(out: Path = Path("runs"), minutes: float = 1.5, size: int = 100, views: int = 64,
+         device: str = "cpu") -> int:
+    """Make the built-in procedural scene, fit it, evaluate it and render it, then print a summary.
+
+    Args:
+        out: root folder of the runs (the scene is written to OUT/data/shapes).
+        minutes: training-time budget.
+        size: image width and height in pixels.
+        views: training views (a quarter as many held-out views).
+        device: cpu or cuda.
+    """
+    from .demo import run_demo
+
+    _show_warnings()
+    try:
+        return run_demo(out, minutes, size, views, device)
+    except USER_ERRORS as error:
+        return _fail("demo", error)
+
+
+COMMANDS = {"fit": fit, "resume": resume, "eval": eval, "render": render, "demo": demo, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="onefield", description="Neural fields: fit, view, convert, export.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions, devices and active kernel implementations")
-    demo = sub.add_parser("demo", help="render a built-in procedural scene through the marcher and renderer")
-    demo.add_argument("--scene", default="orbs", help="built-in scene (orbs, sphere)")
-    demo.add_argument("--size", type=int, default=256, help="image width and height in pixels")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
-    demo.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = parser.parse_args(argv)
-
-    if args.command == "info":
-        print(format_info(machine_info()))
-        return 0
-    try:
-        result = run_demo(args.out, args.scene, args.size, args.device)
-    except (ValueError, OSError) as error:
-        print(f"onefield demo: {error}", file=sys.stderr)
-        return 2
-    print(f"rendered {args.scene} at {args.size}x{args.size} in {result.seconds:.2f} s "
-          f"({result.samples_per_ray:.1f} samples/ray, {100 * result.occupied_fraction:.1f}% of cells occupied, "
-          f"{result.kernels} kernels)")
-    print(f"image: {result.rgb_path.resolve()}")
-    print(f"depth: {result.depth_path.resolve()}")
-    return 0
+    return tyro.extras.subcommand_cli_from_dict(
+        COMMANDS, prog="onefield", description="Neural fields: fit, evaluate, render.",
+        args=sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Procedural density fields with known geometry: the built-in demo scene and test oracles.
+"""Analytic density fields with known geometry: oracles for the marcher and renderer.
 
 They need no data and no training, so the marcher and renderer can be exercised (and their
 output checked against geometry) anywhere.
@@ -61,18 +61,3 @@ def sphere(radius: float = 0.5, center: tuple[float, float, float] = (0.0, 0.0, 
            density: float = 50.0) -> ProceduralScene:
     """One hard sphere: opacity along a ray is 1 - exp(-density * chord length)."""
     return ProceduralScene("sphere", [Ball(center, radius, (0.8, 0.3, 0.2))], density_scale=density)
-
-
-def orbs() -> ProceduralScene:
-    """The demo scene: five soft-edged balls of different sizes and colours."""
-    balls = [
-        Ball((0.0, 0.0, -0.15), 0.42, (0.85, 0.33, 0.25)),
-        Ball((0.55, 0.25, -0.35), 0.22, (0.25, 0.55, 0.85)),
-        Ball((-0.5, 0.35, -0.4), 0.18, (0.35, 0.75, 0.35)),
-        Ball((0.15, -0.55, -0.38), 0.2, (0.9, 0.75, 0.2)),
-        Ball((-0.2, -0.2, 0.45), 0.15, (0.65, 0.4, 0.8)),
-    ]
-    return ProceduralScene("orbs", balls, density_scale=80.0, sharpness=60.0)
-
-
-SCENES = {"orbs": orbs, "sphere": sphere}

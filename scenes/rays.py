@@ -1,5 +1,5 @@
-"""Camera poses and pixel rays, in the one internal convention (OpenCV: x right, y down,
-z forward; c2w is camera-to-world [3, 4])."""
+"""Camera poses in the one internal convention (OpenCV: x right, y down, z forward; c2w is
+camera-to-world [3, 4]). Pixel rays come from `Cameras.rays`."""
 
 from collections.abc import Sequence
 
@@ -27,13 +27,3 @@ def orbit_pose(azimuth_deg: float, elevation_deg: float, radius: float,
     offset = radius * torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)])
     eye = torch.as_tensor(target, dtype=torch.float32) + offset
     return look_at(eye.tolist(), target)
-
-
-def pinhole_rays(c2w: Tensor, fx: float, fy: float, cx: float, cy: float, width: int,
-                 height: int) -> tuple[Tensor, Tensor]:
-    """Rays through pixel centres: origins [H, W, 3] and unit directions [H, W, 3]."""
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
-                          indexing="ij")
-    d_cam = torch.stack([(u + 0.5 - cx) / fx, (v + 0.5 - cy) / fy, torch.ones_like(u)], -1)  # [H, W, 3]
-    d_world = torch.nn.functional.normalize(d_cam @ c2w[:, :3].T, dim=-1)
-    return c2w[:, 3].expand_as(d_world).contiguous(), d_world

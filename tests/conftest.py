@@ -1,6 +1,7 @@
 """Shared test set-up: devices to run on, and the native extension as a hard requirement."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,3 +50,30 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     if os.environ.get("CI") == "true" and skipped:
         print(f"\nCI=true: {skipped} test(s) were skipped; every test must run in CI")
         session.exitstatus = 1
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared datasets ($ONEFIELD_DATA, default ../shared/data). Missing data skips a test
+    locally and fails it under CI (see pytest_sessionfinish)."""
+    root = Path(os.environ.get("ONEFIELD_DATA", REPO.parent / "shared" / "data"))
+    if not root.is_dir():
+        pytest.skip(f"shared data not found at {root}; set ONEFIELD_DATA")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    """Downscaled copies go to a per-session cache, never the user's."""
+    monkeypatch.setenv("ONEFIELD_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def shapes_scene(tmp_path_factory):
+    """A small copy of the built-in demo scene: 24 training and 6 held-out views at 40x40."""
+    from onefield.scenes import make_shapes_scene
+
+    return make_shapes_scene(tmp_path_factory.mktemp("shapes"), n_train=24, n_test=6, size=40)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import imageio.v2 as imageio_v2
 import imageio.v3 as iio
 import numpy as np
 
@@ -25,22 +26,58 @@ def test_info_shows_the_override(monkeypatch, capsys):
     assert "kernels on cpu: pure-torch reference" in capsys.readouterr().out
 
 
-def test_demo_writes_the_images(tmp_path, capsys):
-    assert main(["demo", "--size", "48", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    rgb = iio.imread(tmp_path / "orbs_rgb.png")
-    depth = iio.imread(tmp_path / "orbs_depth.png")
-    assert rgb.shape == (48, 48, 3) and depth.shape == (48, 48)
-    assert str(tmp_path / "orbs_rgb.png") in out
-    assert (rgb == 255).all(-1).mean() > 0.3  # white background around the balls
-    colourful = (rgb.max(-1).astype(int) - rgb.min(-1)) > 80
-    assert colourful.mean() > 0.05  # and the balls themselves
-    assert np.unique(depth[colourful]).size > 10  # depth varies over their surfaces
+TINY = ["--hashgrid.n-levels", "8", "--hashgrid.log2-table-size", "14", "--hashgrid.max-resolution", "128",
+        "--trainer.target-samples", "4096", "--trainer.render-steps", "128", "--trainer.grid-resolution", "32"]
 
 
-def test_demo_bad_arguments_are_clear(tmp_path, capsys):
-    assert main(["demo", "--scene", "teapot", "--out", str(tmp_path)]) == 2
-    assert "unknown scene 'teapot'" in capsys.readouterr().err
+def test_fit_eval_render(shapes_scene, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert main(["fit", str(shapes_scene.root), "--steps", "25", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    runs = list((out / shapes_scene.root.name / "hashgrid").iterdir())
+    assert len(runs) == 1 and str(runs[0].resolve()) in printed and "held-out PSNR" in printed
+    run = runs[0]
+    assert json.loads((run / "config.json").read_text())["trainer"]["steps"] == 25
+    assert (run / "checkpoints" / "latest" / "model.safetensors").is_file()
+
+    assert main(["eval", str(run)]) == 0
+    assert "6 test views: PSNR" in capsys.readouterr().out
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    assert len(metrics["views"]) == 6 and metrics["background"] == "white"
+    assert metrics["mean"]["psnr"] == np.mean([v["psnr"] for v in metrics["views"]])
+    side_by_side = iio.imread(run / "eval" / "r_0.png")
+    assert side_by_side.shape == (40, 120, 3)
+
+    assert main(["render", str(run), "--frames", "6", "--fps", "3"]) == 0
+    assert len(list((run / "renders" / "views").glob("*.png"))) == 6
+    with imageio_v2.get_reader(run / "renders" / "turntable.mp4") as reader:
+        frames = [f for f in reader]
+    assert len(frames) == 6 and frames[0].shape == (40, 40, 3)
+    assert frames[0].std() > 5  # not a blank frame
+
+    assert main(["resume", str(run), "--steps", "30"]) == 0
+    trainer_json = json.loads((run / "checkpoints" / "latest" / "trainer.json").read_text())
+    assert trainer_json["state"]["step"] == 30
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path)]) == 2
+    assert "transforms_train.json: no such file" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path), "--field", "voxels"]) == 2
+    assert "unknown field backend 'voxels'" in capsys.readouterr().err
+
+
+def test_demo_command(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--minutes", "0.05", "--size", "24", "--views", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out PSNR" in printed and "turntable video" in printed
+    assert (tmp_path / "data" / "shapes" / "mesh.ply").is_file()
+    run = next((tmp_path / "shapes" / "hashgrid").iterdir())
+    assert (run / "renders" / "turntable.mp4").is_file() and (run / "eval" / "metrics.json").is_file()
 
 
 def test_console_script_runs():

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from onefield.renderers import OccupancyGrid, march, render, render_image, render_rays
-from onefield.scenes import orbit_pose, pinhole_rays, sphere
+from onefield.scenes import Cameras, orbit_pose, sphere
 
 STEP = 2 * 3**0.5 / 256
 
@@ -14,8 +14,8 @@ def sphere_setup(device, res=32, size=48):
         grid.update(scene.density, step_size=STEP, generator=torch.Generator(device).manual_seed(seed))
     c2w = orbit_pose(30.0, 20.0, 3.0)
     focal = size * 1.5
-    rays_o, rays_d = pinhole_rays(c2w, focal, focal, size / 2, size / 2, size, size)
-    return scene, grid, rays_o.to(device), rays_d.to(device)
+    rays = Cameras(c2w[None], focal, focal, size / 2, size / 2, size, size).image_rays(0)
+    return scene, grid, rays.origins.to(device), rays.directions.to(device)
 
 
 def test_sphere_silhouette_matches_geometry(device):
@@ -42,6 +42,7 @@ def test_sphere_silhouette_matches_geometry(device):
 
 def test_chunked_rendering_equals_one_batch(device):
     scene, grid, rays_o, rays_d = sphere_setup(device, size=24)
+    rays_o, rays_d = rays_o.view(24, 24, 3), rays_d.view(24, 24, 3)  # any leading shape works
     small = render_image(rays_o, rays_d, grid, scene.rgb_sigma, step_size=STEP, chunk=37)
     whole = render_image(rays_o, rays_d, grid, scene.rgb_sigma, step_size=STEP, chunk=10**6)
     for key in small:
@@ -103,7 +104,7 @@ def test_cascaded_grid_reaches_far_content(device):
 def test_wrong_shapes_are_clear_errors(device):
     scene, grid, rays_o, rays_d = sphere_setup(device, size=8)
     with pytest.raises(ValueError, match=r"\[N, 3\]"):
-        march(rays_o, rays_d, grid, step_size=STEP)  # [H, W, 3] instead of [N, 3]
+        march(rays_o.view(8, 8, 3), rays_d.view(8, 8, 3), grid, step_size=STEP)  # [H, W, 3] instead of [N, 3]
     samples = march(rays_o.view(-1, 3), rays_d.view(-1, 3), grid, step_size=STEP)
     with pytest.raises(ValueError, match="rgb_sigma_fn"):
         render(samples, rays_o.view(-1, 3), rays_d.view(-1, 3), lambda x, d: (x, x))

@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from onefield.scenes import look_at, orbit_pose, pinhole_rays, sphere
+from onefield.scenes import Cameras, look_at, orbit_pose, sphere
 
 
 def test_look_at_is_opencv_convention():
@@ -15,17 +17,48 @@ def test_look_at_is_opencv_convention():
         look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0), up=(0.0, 0.0, 1.0))
 
 
-def test_pinhole_rays_geometry():
+def test_rays_of_a_hand_computed_camera():
+    # camera at (1, 2, 3): its x axis is world x, its y (down) world -z, its z (forward) world -y
+    c2w = torch.tensor([[1.0, 0.0, 0.0, 1.0],
+                        [0.0, 0.0, -1.0, 2.0],
+                        [0.0, -1.0, 0.0, 3.0]])
+    cams = Cameras(c2w[None], fx=100.0, fy=50.0, cx=20.0, cy=10.0, width=40, height=20, near=0.5, far=9.0)
+    # pixel (u=29, v=4): its centre (29.5, 4.5) -> camera direction ((29.5-20)/100, (4.5-10)/50, 1)
+    rays = cams.rays(torch.tensor([0]), torch.tensor([29]), torch.tensor([4]))
+    d_cam = torch.tensor([0.095, -0.11, 1.0])
+    expected = torch.tensor([d_cam[0], -d_cam[2], -d_cam[1]])  # world = R @ d_cam
+    torch.testing.assert_close(rays.directions[0], expected / expected.norm())
+    torch.testing.assert_close(rays.origins[0], torch.tensor([1.0, 2.0, 3.0]))
+    assert rays.image_index.tolist() == [0] and (rays.near, rays.far) == (0.5, 9.0)
+
+
+def test_image_rays_layout_and_scaling():
     c2w = orbit_pose(45.0, 30.0, 4.0)
-    o, d = pinhole_rays(c2w, 50.0, 50.0, 20.0, 15.0, 40, 30)
-    assert o.shape == d.shape == (30, 40, 3)
+    cams = Cameras(torch.stack([c2w, c2w]), 50.0, 50.0, 20.0, 15.0, 40, 30)
+    rays = cams.image_rays(1)
+    d = rays.directions.view(30, 40, 3)
+    assert rays.image_index.unique().tolist() == [1]
     torch.testing.assert_close(d.norm(dim=-1), torch.ones(30, 40))
-    torch.testing.assert_close(o[0, 0], c2w[:, 3])
-    # the centre of the image looks at the orbit target (the origin)
-    centre = (d[14, 19] + d[14, 20] + d[15, 19] + d[15, 20]) / 4
-    torch.testing.assert_close(torch.nn.functional.normalize(centre, dim=0), -c2w[:, 3] / 4.0, atol=1e-4, rtol=0)
-    # moving right in the image moves along the camera's x axis
-    assert float((d[15, 39] - d[15, 0]) @ c2w[:, 0]) > 0
+    # the four pixels around the principal point straddle the optical axis (towards the target)
+    centre = torch.nn.functional.normalize(d[14:16, 19:21].reshape(4, 3).mean(0), dim=0)
+    torch.testing.assert_close(centre, -c2w[:, 3] / 4.0, atol=1e-4, rtol=0)
+    assert float((d[15, 39] - d[15, 0]) @ c2w[:, 0]) > 0  # right in the image = camera +x
+    half = cams.scaled(0.5)
+    assert (half.width, half.height) == (20, 15) and float(half.fx[0]) == 25.0 and float(half.cx[0]) == 10.0
+    # the same physical ray: pixel (9, 7) at half size covers pixels (18..19, 14..15) at full size
+    a = half.rays(torch.tensor([0]), torch.tensor([9]), torch.tensor([7])).directions
+    b = cams.rays(torch.tensor([0]), torch.tensor([18.5]), torch.tensor([14.5])).directions
+    torch.testing.assert_close(a, b)
+
+
+def test_camera_validation():
+    with pytest.raises(ValueError, match="c2w"):
+        Cameras(torch.zeros(2, 4, 4), 1.0, 1.0, 0.0, 0.0, 4, 4)
+    with pytest.raises(ValueError, match="fx"):
+        Cameras(torch.zeros(2, 3, 4), torch.ones(3), 1.0, 0.0, 0.0, 4, 4)
+    with pytest.raises(ValueError, match="size"):
+        Cameras(torch.zeros(1, 3, 4), 1.0, 1.0, 0.0, 0.0, 0, 4)
+    assert math.isclose(float(Cameras(torch.zeros(1, 3, 4), 2.0, 1.0, 0.0, 0.0, 4, 4).fx[0]), 2.0)
 
 
 def test_procedural_sphere_density_is_hard_edged():

@@ -1,0 +1,109 @@
+"""Jobs on a finished (or checkpointed) run: `eval` (metrics per view and mean, side-by-side
+images) and `render` (held-out views and a turntable video)."""
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v2 as imageio_v2
+import imageio.v3 as iio
+import numpy as np
+import torch
+from torch import Tensor
+
+from onefield.scenes import Cameras, PosedImages
+
+from .runs import RunConfig, load_trained, torch_device
+from .trainer import Trainer, TrainerConfig
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def _renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None]:
+    """A trainer around the run's weights (only its rendering and evaluation are used)."""
+    config = RunConfig.load(run_dir)
+    device = torch_device(device or config.device)
+    config, model, grid = load_trained(run_dir, device)
+    train = config.data.read(config.data.train_split)
+    split = config.data.held_out_split()
+    held_out = config.data.read(split) if split else None
+    return config, Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device), train, held_out
+
+
+def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
+    """Write `<run>/eval/metrics.json` (per view and mean PSNR/SSIM on white) and side-by-side
+    images (render | ground truth | 4x absolute error) under `<run>/eval/`; return the metrics."""
+    run_dir = Path(run_dir)
+    config, trainer, _, held_out = _renderer(run_dir, device)
+    if held_out is None:
+        raise ValueError(f"{config.data.path}: no held-out split (transforms_test.json or transforms_val.json) to evaluate on")
+    result = trainer.evaluate(held_out)
+    out = run_dir / "eval"
+    out.mkdir(exist_ok=True)
+    views = []
+    for name, p, s, pred, target in zip(held_out.names, result.psnr, result.ssim, result.images, result.targets):
+        error = ((pred - target).abs() * 4).clamp(0, 1)
+        iio.imwrite(out / f"{Path(name).stem}.png", to_uint8(torch.cat([pred, target, error], 1)))
+        views.append({"view": name, "psnr": p, "ssim": s})
+    metrics = {"run": str(run_dir), "split": config.data.held_out_split(), "background": "white",
+               "views": views, "mean": {"psnr": result.mean_psnr, "ssim": result.mean_ssim},
+               "seconds_per_view": result.seconds_per_view, "step": trainer.state.step}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+def turntable_cameras(train: Cameras, center: Tensor, n_frames: int) -> Cameras:
+    """Cameras circling `center` [3] at the training cameras' median distance and mean elevation,
+    about their mean up direction, with the first training camera's intrinsics."""
+    eyes = train.c2w[:, :, 3]  # [N, 3]
+    up = torch.nn.functional.normalize(-train.c2w[:, :, 1].mean(0), dim=0)  # OpenCV y points down
+    offsets = eyes - center
+    radius = float(offsets.norm(dim=-1).median())
+    height = float((offsets @ up).mean())
+    ring = math.sqrt(max(radius**2 - height**2, 1e-6))
+    a = torch.nn.functional.normalize(torch.linalg.cross(up, torch.tensor([1.0, 0.0, 0.0]))
+                                      if abs(float(up[0])) < 0.9 else torch.linalg.cross(up, torch.tensor([0.0, 1.0, 0.0])), dim=0)
+    b = torch.linalg.cross(up, a)
+    c2ws = []
+    for k in range(n_frames):
+        phi = 2 * math.pi * k / n_frames
+        eye = center + up * height + ring * (math.cos(phi) * a + math.sin(phi) * b)
+        forward = torch.nn.functional.normalize(center - eye, dim=0)
+        right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=0)
+        down = torch.linalg.cross(forward, right)
+        c2ws.append(torch.stack([right, down, forward, eye], 1))
+    return Cameras(torch.stack(c2ws), train.fx[0], train.fy[0], train.cx[0], train.cy[0], train.width, train.height,
+                   train.near, train.far)
+
+
+@dataclass
+class RenderOutputs:
+    views: list[Path]
+    video: Path
+
+
+def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | None = None) -> RenderOutputs:
+    """Held-out views to `<run>/renders/views/` and a turntable to `<run>/renders/turntable.mp4`."""
+    run_dir = Path(run_dir)
+    config, trainer, train, held_out = _renderer(run_dir, device)
+    out = run_dir / "renders"
+    (out / "views").mkdir(parents=True, exist_ok=True)
+    views = []
+    if held_out is not None:
+        for i, name in enumerate(held_out.names):
+            path = out / "views" / f"{Path(name).stem}.png"
+            iio.imwrite(path, to_uint8(trainer.render_view(held_out.cameras, i)["rgb"]))
+            views.append(path)
+    aabb = torch.tensor(config.aabb)
+    cams = turntable_cameras(train.cameras, (aabb[:3] + aabb[3:]) / 2, n_frames)
+    frames = [to_uint8(trainer.render_view(cams, k)["rgb"]) for k in range(n_frames)]
+    h, w = frames[0].shape[:2]
+    frames = [f[: h - h % 2, : w - w % 2] for f in frames]  # H.264 (yuv420p) needs even sizes
+    video = out / "turntable.mp4"
+    with imageio_v2.get_writer(video, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return RenderOutputs(views, video)

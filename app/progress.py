@@ -1,0 +1,54 @@
+"""Rich progress for a fit job in a terminal: loss, PSNR, samples per ray, rays/s and ETA."""
+
+import math
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .fit import FitJob
+from .trainer import TrainingDiverged, TrainState
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None or not math.isfinite(x) else format(x, spec)
+
+
+def status_line(s: TrainState) -> str:
+    eta = "-" if s.eta_seconds is None else f"{s.eta_seconds:.0f}s"
+    held = f" | held-out {_fmt(s.eval_psnr, '.2f')} dB" if s.eval_psnr is not None else ""
+    return (f"loss {_fmt(s.loss, '.4f')} | PSNR {_fmt(s.train_psnr, '.2f')} dB{held} | "
+            f"{s.samples_per_ray:.1f} samples/ray | {s.rays_per_second / 1000:.1f}k rays/s | ETA {eta}")
+
+
+def train_with_progress(job: FitJob, console: Console | None = None) -> int:
+    """Run `job` with a progress bar; returns the command's exit code."""
+    console = console or Console(stderr=True)
+    trainer = job.trainer
+    console.print(f"run: {job.run_dir}")
+    columns = (TextColumn("[bold]fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("fit", total=trainer.config.steps, completed=trainer.state.step, status="")
+
+            def on_step(s: TrainState) -> None:
+                if s.step % 10 == 0:
+                    progress.update(task, completed=s.step, status=status_line(s))
+
+            state = job.run(on_step)
+            progress.update(task, completed=state.step, status=status_line(state))
+    except KeyboardInterrupt:
+        console.print(f"interrupted at step {trainer.state.step}; checkpoint saved. Continue with: "
+                      f"onefield resume {job.run_dir}")
+        return 130
+    except TrainingDiverged as error:
+        console.print(f"onefield fit: {error}\ncheckpoint of the last good state: {job.run_dir}/checkpoints/latest")
+        return 3
+    if job.final_eval is not None:
+        r = job.final_eval
+        print(f"held-out PSNR {r.mean_psnr:.2f} dB, SSIM {r.mean_ssim:.4f} over {len(r.psnr)} views "
+              f"after {state.step} steps ({state.seconds:.0f} s of training)")
+    print(f"run: {job.run_dir.resolve()}")
+    sys.stdout.flush()
+    return 0

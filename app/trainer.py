@@ -1,0 +1,320 @@
+"""The fit loop. The trainer owns the optimisation; front doors (CLI, GUI) call `step()` or
+iterate over `iterate()` and read the plain `TrainState`.
+
+One step: draw random rays across all training images (a dynamic number of them, so the number
+of samples per step stays near `target_samples` as the occupancy grid prunes space, as
+Instant-NGP and nerfacc do) -> march the occupancy grid -> render the field -> photometric loss
+on random backgrounds (images with alpha) -> Adam. Every `grid_update_every` steps the grid is
+refreshed from the field's density. All randomness comes from one generator that checkpoints
+save, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from onefield.fields import Field
+from onefield.renderers import OccupancyGrid, march, render, render_image
+from onefield.scenes import PosedImages
+
+from .metrics import psnr, ssim
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 20000
+    """maximum optimisation steps"""
+    minutes: float | None = None
+    """training-time budget in minutes (evaluation not counted); stops at whichever limit comes first"""
+    target_samples: int = 1 << 15
+    """samples per step the dynamic ray batch aims for"""
+    init_rays: int = 512
+    """rays in the first step"""
+    max_rays: int = 1 << 14
+    """upper bound of the dynamic ray batch"""
+    render_steps: int = 512
+    """marching step = scene-box diagonal / render_steps"""
+    cone_angle: float = 0.0
+    """step growth with distance (0: constant steps; 1/256 for large scenes)"""
+    max_samples: int = 1024
+    """samples per ray at most"""
+    grid_resolution: int = 128
+    """occupancy-grid cells per axis"""
+    grid_update_every: int = 16
+    """steps between occupancy-grid refreshes"""
+    grid_warmup_steps: int = 64
+    """steps during which every refresh probes every cell"""
+    grid_threshold: float = 0.01
+    """a cell is occupied when sigma * step exceeds min(this, the mean)"""
+    lr_warmup_steps: int = 100
+    """linear learning-rate warm-up"""
+    lr_final_ratio: float = 0.05
+    """learning rate at the end relative to the start (exponential decay over the run)"""
+    loss: str = "huber"
+    """photometric loss: huber (smooth L1, delta 0.1) or mse"""
+    random_background: bool = True
+    """composite images with alpha on random colours while training (white when evaluating)"""
+    eval_every: int = 2000
+    """steps between evaluations on held-out views (0: only at the end)"""
+    eval_max_views: int = 0
+    """evaluate on at most this many held-out views during training (0: all)"""
+    checkpoint_every: int = 2000
+    """steps between checkpoints (0: only at the end)"""
+    spike_factor: float = 20.0
+    """a loss above this times its running mean counts as a divergence"""
+    max_recoveries: int = 5
+    """divergences tolerated (each restores the last good state and halves the learning rate)"""
+    seed: int = 0
+    """seed of the one generator behind every random choice"""
+    chunk: int = 8192
+    """rays per chunk when rendering whole images"""
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("huber", "mse"):
+            raise ValueError(f"loss must be 'huber' or 'mse', got {self.loss!r}")
+        if self.steps <= 0 or (self.minutes is not None and self.minutes <= 0):
+            raise ValueError("steps and minutes must be positive")
+
+
+@dataclass
+class TrainState:
+    """What a front door reads; plain values only."""
+
+    step: int = 0
+    loss: float = math.nan
+    train_psnr: float = math.nan
+    eval_psnr: float | None = None
+    eval_ssim: float | None = None
+    seconds: float = 0.0  # training time, evaluation excluded
+    eta_seconds: float | None = None
+    rays: int = 0  # in the last step
+    total_rays: int = 0
+    total_samples: int = 0
+    samples_per_ray: float = 0.0
+    rays_per_second: float = 0.0
+    lr_scale: float = 1.0
+    recoveries: int = 0
+    occupied_fraction: float = 1.0
+    preview: Tensor | None = field(default=None, repr=False)  # [H, W, 3] latest held-out render
+    done: bool = False
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class EvalResult:
+    psnr: list[float]
+    ssim: list[float]
+    images: list[Tensor]  # [H, W, 3] renders
+    targets: list[Tensor]  # [H, W, 3] ground truth on white
+    seconds_per_view: float
+
+    @property
+    def mean_psnr(self) -> float:
+        return sum(self.psnr) / len(self.psnr)
+
+    @property
+    def mean_ssim(self) -> float:
+        return sum(self.ssim) / len(self.ssim)
+
+
+class Trainer:
+    def __init__(self, model: Field, grid: OccupancyGrid, train: PosedImages, config: TrainerConfig,
+                 held_out: PosedImages | None = None, device: str = "cpu"):
+        self.model, self.grid, self.config, self.device = model, grid, config, torch.device(device)
+        self.train_data, self.held_out = train, held_out
+        self.images = train.images.to(self.device)  # [N, H, W, 4] uint8
+        self.cameras = train.cameras.to(self.device)
+        box = grid.aabb
+        self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        groups = model.param_groups()
+        for g in groups:
+            g["base_lr"] = g["lr"]
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        self.state = TrainState(rays=config.init_rays)
+        self._n_rays = float(config.init_rays)
+        self._loss_ema: float | None = None
+        self._good: dict | None = None
+        self.last_eval_step: int | None = None
+
+    # ---- one step -------------------------------------------------------------------------------
+    def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        n, h, w = self.images.shape[:3]
+        idx = torch.randint(0, n * h * w, (n_rays,), generator=self.generator, device=self.device)
+        image, pixel = idx // (h * w), idx % (h * w)
+        rays = self.cameras.rays(image, pixel % w, pixel // w)
+        rgba = self.images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
+        if self.config.random_background and self.train_data.has_alpha:
+            background = torch.rand(n_rays, 3, generator=self.generator, device=self.device)
+        else:
+            background = torch.ones(n_rays, 3, device=self.device)
+        target = rgba[:, :3] + (1.0 - rgba[:, 3:]) * background
+        return rays.origins, rays.directions, background, target
+
+    def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, rgb = self.model(x, d)
+        return rgb, sigma
+
+    def _progress(self) -> float:
+        c = self.config
+        p = self.state.step / c.steps
+        if c.minutes is not None:
+            p = max(p, self.state.seconds / (60.0 * c.minutes))
+        return min(p, 1.0)
+
+    def _set_lr(self) -> None:
+        c = self.config
+        warm = min(1.0, (self.state.step + 1) / max(c.lr_warmup_steps, 1))
+        scale = warm * c.lr_final_ratio ** self._progress() * self.state.lr_scale
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * scale
+
+    def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
+        if self.config.loss == "mse":
+            return torch.nn.functional.mse_loss(pred, target)
+        return torch.nn.functional.smooth_l1_loss(pred, target, beta=0.1)
+
+    def _update_grid(self) -> None:
+        c, step = self.config, self.state.step
+        n_cells = None if step < c.grid_warmup_steps else max(self.grid.n_cells // 16, 1)
+        self.grid.update(self.model.density, step_size=self.step_size, threshold=c.grid_threshold,
+                         n_cells=n_cells, generator=self.generator)
+        self.state.occupied_fraction = self.grid.occupied_fraction()
+
+    def step(self) -> TrainState:
+        """One optimisation step; returns the updated state."""
+        c, s = self.config, self.state
+        start = time.perf_counter()
+        self.model.train()
+        if s.step % c.grid_update_every == 0:
+            self._update_grid()
+        if self._good is None:
+            self._remember_good()
+        self._set_lr()
+        n_rays = int(self._n_rays)
+        rays_o, rays_d, background, target = self._batch(n_rays)
+        samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
+                        far=self.cameras.far, cone_angle=c.cone_angle, max_samples=c.max_samples)
+        out = render(samples, rays_o, rays_d, self._rgb_sigma, background=background)
+        loss = self._loss(out.rgb, target)
+        for value in self.model.regularizers().values():
+            loss = loss + value
+        loss_value = float(loss.detach())
+        if self._diverged(loss_value):
+            self._recover(loss_value)
+        else:
+            if loss.requires_grad:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+            self._loss_ema = loss_value if self._loss_ema is None else 0.95 * self._loss_ema + 0.05 * loss_value
+            s.loss, s.train_psnr = loss_value, psnr(out.rgb.detach(), target)
+            # the next batch aims for target_samples; a batch with no samples doubles the rays
+            n_samples = samples.n_samples
+            ratio = c.target_samples / n_samples if n_samples else 2.0
+            self._n_rays = min(max(self._n_rays * min(ratio, 4.0), 64.0), float(c.max_rays))
+            s.samples_per_ray = n_samples / n_rays
+            s.total_samples += n_samples
+        s.step += 1
+        elapsed = time.perf_counter() - start
+        s.seconds += elapsed
+        s.rays = n_rays
+        s.total_rays += n_rays
+        s.rays_per_second = 0.9 * s.rays_per_second + 0.1 * n_rays / elapsed if s.step > 1 else n_rays / elapsed
+        s.eta_seconds = self._eta()
+        return s
+
+    def _eta(self) -> float | None:
+        s, c = self.state, self.config
+        if s.step == 0:
+            return None
+        by_steps = (c.steps - s.step) * s.seconds / s.step
+        if c.minutes is None:
+            return by_steps
+        return max(0.0, min(by_steps, 60.0 * c.minutes - s.seconds))
+
+    @property
+    def finished(self) -> bool:
+        c, s = self.config, self.state
+        return s.step >= c.steps or (c.minutes is not None and s.seconds >= 60.0 * c.minutes)
+
+    # ---- divergence guard -----------------------------------------------------------------------
+    def _diverged(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        return self._loss_ema is not None and self.state.step > self.config.lr_warmup_steps and \
+            loss > self.config.spike_factor * max(self._loss_ema, 1e-4)
+
+    def _remember_good(self) -> None:
+        self._good = {"model": copy.deepcopy(self.model.state_dict()),
+                      "grid": copy.deepcopy(self.grid.state_dict()),
+                      "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def _recover(self, loss: float) -> None:
+        s = self.state
+        s.recoveries += 1
+        assert self._good is not None
+        self.model.load_state_dict(self._good["model"])
+        self.grid.load_state_dict(self._good["grid"])
+        self.optimizer.load_state_dict(self._good["optimizer"])
+        s.lr_scale *= 0.5
+        if s.recoveries > self.config.max_recoveries:
+            raise TrainingDiverged(f"loss diverged ({loss}) at step {s.step}, {s.recoveries} times; the model is back "
+                                   "at its last good state. Lower the learning rates (e.g. --hashgrid.lr-encoding).")
+
+    # ---- loops ----------------------------------------------------------------------------------
+    def iterate(self) -> Iterator[TrainState]:
+        """Steps until the budget is spent, evaluating every `eval_every` steps (yields after each
+        step); marks the state done at the end."""
+        c = self.config
+        while not self.finished:
+            state = self.step()
+            if state.step % 500 == 0:
+                self._remember_good()
+            if c.eval_every and state.step % c.eval_every == 0 and not self.finished and self.held_out is not None:
+                self.evaluate(max_views=c.eval_max_views or None)
+            yield state
+        self.state.done = True
+
+    @torch.no_grad()
+    def render_view(self, cameras, index: int, background: Tensor | None = None) -> dict[str, Tensor]:
+        """Render camera `index` of `cameras` ('rgb' [H, W, 3], 'depth', 'opacity', 'samples_per_ray')."""
+        self.model.eval()
+        cams = cameras.to(self.device)
+        rays = cams.image_rays(index)
+        bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
+        out = render_image(rays.origins, rays.directions, self.grid, self._rgb_sigma, step_size=self.step_size,
+                           near=cams.near, far=cams.far, cone_angle=self.config.cone_angle,
+                           max_samples=self.config.max_samples, background=bg, chunk=self.config.chunk)
+        return {k: v.reshape(cams.height, cams.width, *v.shape[1:]) for k, v in out.items()}
+
+    @torch.no_grad()
+    def evaluate(self, data: PosedImages | None = None, max_views: int | None = None) -> EvalResult:
+        """PSNR and SSIM on held-out views, composited on white (the evaluation protocol)."""
+        data = data if data is not None else self.held_out
+        if data is None:
+            raise ValueError("no held-out views to evaluate on")
+        n = len(data) if not max_views else min(max_views, len(data))
+        white = torch.ones(3)
+        result = EvalResult([], [], [], [], 0.0)
+        start = time.perf_counter()
+        for i in range(n):
+            pred = self.render_view(data.cameras, i)["rgb"].clamp(0, 1).cpu()
+            target = data.composite(i, white)
+            result.psnr.append(psnr(pred, target))
+            result.ssim.append(ssim(pred, target))
+            result.images.append(pred)
+            result.targets.append(target)
+        result.seconds_per_view = (time.perf_counter() - start) / n
+        self.state.eval_psnr, self.state.eval_ssim = result.mean_psnr, result.mean_ssim
+        self.last_eval_step = self.state.step
+        self.state.preview = result.images[0]
+        return result

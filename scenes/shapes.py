@@ -1,0 +1,141 @@
+"""The built-in demo scene: colourful textured shapes made in code and ray-cast (open3d's
+RaycastingScene) from views on a sphere into RGBA images, written in the Blender format with the
+ground-truth mesh beside it. It goes through the same reader as real data and can score mesh
+extraction, and needs no data files.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .blender import write_blender
+from .cameras import Cameras
+from .rays import look_at
+
+SHAPES_AABB = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+_LIGHT = np.array([0.4, -0.5, 0.75]) / np.linalg.norm([0.4, -0.5, 0.75])
+
+
+@dataclass(frozen=True)
+class ShapesScene:
+    root: Path
+    mesh_path: Path
+    n_train: int
+    n_test: int
+    size: int
+
+
+def _meshes():
+    """(name, open3d legacy TriangleMesh) of the shapes, all inside SHAPES_AABB."""
+    import open3d as o3d
+
+    g = o3d.geometry.TriangleMesh
+    torus = g.create_torus(torus_radius=0.42, tube_radius=0.16, radial_resolution=64, tubular_resolution=32)
+    torus.rotate(torus.get_rotation_matrix_from_xyz((math.radians(70), 0.0, math.radians(20))), center=(0, 0, 0))
+    torus.translate((-0.35, 0.3, 0.1))
+    box = g.create_box(0.55, 0.55, 0.55)
+    box.translate((-0.275, -0.275, -0.275))
+    box.rotate(box.get_rotation_matrix_from_xyz((0.3, 0.5, 0.7)), center=(0, 0, 0))
+    box.translate((0.4, -0.35, -0.3))
+    sphere = g.create_sphere(radius=0.32, resolution=48)
+    sphere.translate((0.35, 0.45, 0.25))
+    cone = g.create_cone(radius=0.25, height=0.6, resolution=48)
+    cone.translate((-0.3, -0.45, -0.55))
+    return [("torus", torus), ("box", box), ("sphere", sphere), ("cone", cone)]
+
+
+def _albedo(shape: str, p: np.ndarray) -> np.ndarray:
+    """Procedural textures [K, 3] at surface points p [K, 3]: stripes, checks, bands, a gradient."""
+    x, y, z = p[:, 0], p[:, 1], p[:, 2]
+    if shape == "torus":
+        stripe = (np.floor(np.arctan2(y - 0.3, x + 0.35) / (2 * np.pi) * 12) % 2)[:, None]
+        return np.where(stripe > 0, [0.95, 0.35, 0.1], [0.95, 0.85, 0.2])
+    if shape == "box":
+        check = ((np.floor(x * 6) + np.floor(y * 6) + np.floor(z * 6)) % 2)[:, None]
+        return np.where(check > 0, [0.15, 0.35, 0.9], [0.9, 0.9, 0.95])
+    if shape == "sphere":
+        band = (np.floor((z - 0.25) * 9) % 2)[:, None]
+        return np.where(band > 0, [0.2, 0.75, 0.3], [0.1, 0.45, 0.5])
+    t = np.clip((z + 0.55) / 0.6, 0, 1)[:, None]
+    return (1 - t) * np.array([0.55, 0.2, 0.7]) + t * np.array([0.95, 0.5, 0.75])
+
+
+def sphere_views(n: int, radius: float, seed_offset: float = 0.0, min_elevation: float = -0.35) -> Tensor:
+    """Camera centres [n, 3] spread over a sphere (Fibonacci spiral), above `min_elevation` (sin)."""
+    i = np.arange(n) + 0.5 + seed_offset
+    z = 1.0 - (1.0 - min_elevation) * i / (n + seed_offset)
+    phi = i * math.pi * (3.0 - math.sqrt(5.0))
+    r = np.sqrt(np.clip(1.0 - z * z, 0.0, 1.0))
+    return torch.tensor(np.stack([r * np.cos(phi), r * np.sin(phi), z], -1) * radius, dtype=torch.float32)
+
+
+def orbit_cameras(eyes: Tensor, size: int, fov_deg: float = 40.0, near: float = 2.0, far: float = 6.0) -> Cameras:
+    c2w = torch.stack([look_at(e.tolist(), (0.0, 0.0, 0.0)) for e in eyes])
+    focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
+    return Cameras(c2w, torch.tensor(focal), torch.tensor(focal), torch.tensor(size / 2), torch.tensor(size / 2),
+                   size, size, near, far)
+
+
+def raycast_rgba(cameras: Cameras, supersample: int = 3) -> Tensor:
+    """uint8 straight-alpha RGBA [N, H, W, 4] of the shapes, `supersample`^2 rays per pixel."""
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    names = []
+    for name, mesh in _meshes():
+        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
+        names.append(name)
+    s = supersample
+    out = []
+    for i in range(len(cameras)):
+        # sub-pixel centres (a + 0.5) / s, shifted by -0.5 because Cameras.rays aims at pixel centres
+        v, u = torch.meshgrid((torch.arange(cameras.height * s) + 0.5) / s - 0.5,
+                              (torch.arange(cameras.width * s) + 0.5) / s - 0.5, indexing="ij")
+        rays = cameras.rays(torch.full((u.numel(),), i), u.flatten(), v.flatten())
+        hits = scene.cast_rays(o3d.core.Tensor(torch.cat([rays.origins, rays.directions], -1).numpy()))
+        t = hits["t_hit"].numpy()
+        hit = np.isfinite(t)
+        gid = hits["geometry_ids"].numpy()
+        normals = hits["primitive_normals"].numpy()
+        points = rays.origins.numpy() + rays.directions.numpy() * np.where(hit, t, 0)[:, None]
+        rgb = np.zeros((t.shape[0], 3))
+        for g, name in enumerate(names):
+            m = hit & (gid == g)
+            if m.any():
+                n = normals[m]
+                n = np.where((n * rays.directions.numpy()[m]).sum(-1, keepdims=True) > 0, -n, n)  # face the camera
+                shade = 0.35 + 0.65 * np.clip(n @ _LIGHT, 0.0, 1.0)[:, None]
+                rgb[m] = _albedo(name, points[m]) * shade
+        rgba = np.concatenate([rgb * hit[:, None], hit[:, None].astype(np.float64)], -1)
+        rgba = rgba.reshape(cameras.height, s, cameras.width, s, 4).mean((1, 3))  # premultiplied box filter
+        color = np.where(rgba[..., 3:] > 0, rgba[..., :3] / np.maximum(rgba[..., 3:], 1e-8), 0.0)
+        out.append(np.concatenate([color, rgba[..., 3:]], -1))
+    return torch.from_numpy(np.round(np.clip(np.stack(out), 0, 1) * 255).astype(np.uint8))
+
+
+def ground_truth_mesh(path: Path) -> Path:
+    import open3d as o3d
+
+    combined = o3d.geometry.TriangleMesh()
+    for _, mesh in _meshes():
+        combined += mesh
+    if not o3d.io.write_triangle_mesh(str(path), combined):
+        raise OSError(f"could not write the ground-truth mesh to {path}")
+    return path
+
+
+def make_shapes_scene(root: str | Path, n_train: int = 64, n_test: int = 16, size: int = 100) -> ShapesScene:
+    """Write the demo scene under `root` (Blender layout: train and test splits, mesh.ply)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    radius = 3.6
+    train = orbit_cameras(sphere_views(n_train, radius), size)
+    test = orbit_cameras(sphere_views(n_test, radius, seed_offset=0.37), size)
+    write_blender(root, "train", train, raycast_rgba(train), SHAPES_AABB)
+    write_blender(root, "test", test, raycast_rgba(test), SHAPES_AABB)
+    mesh = ground_truth_mesh(root / "mesh.ply")
+    return ShapesScene(root, mesh, n_train, n_test, size)

@@ -1,0 +1,76 @@
+import dataclasses
+
+import pytest
+import torch
+
+from onefield import fields
+from onefield.fields import SIGMA_LOGIT_RANGE, trunc_exp
+from onefield.fields.hashgrid import HashGridField, HashGridFieldConfig
+
+AABB = (-1.0, -2.0, -1.0, 1.0, 2.0, 3.0)
+SMALL = {"n_levels": 4, "log2_table_size": 10, "max_resolution": 64, "hidden": 16, "color_hidden": 16}
+
+
+def test_registry_builds_hashgrid_lazily_and_names_errors():
+    assert "hashgrid" in fields.names()
+    field = fields.build("hashgrid", AABB, SMALL)
+    assert isinstance(field, HashGridField) and field.config == HashGridFieldConfig(**SMALL)
+    assert fields.config_class("hashgrid") is HashGridFieldConfig
+    with pytest.raises(ValueError, match="unknown field backend 'nope'; available: hashgrid"):
+        fields.build("nope", AABB)
+    with pytest.raises(ValueError, match="unknown option\\(s\\) for field 'hashgrid': colour"):
+        fields.build("hashgrid", AABB, {"colour": 3})
+    with pytest.raises(TypeError, match="takes a HashGridFieldConfig"):
+        fields.build("hashgrid", AABB, object())
+
+
+def test_outputs_shapes_ranges_and_box():
+    field = fields.build("hashgrid", AABB, SMALL)
+    x = torch.rand(200, 3) * torch.tensor([2.0, 4.0, 4.0]) + torch.tensor([-1.0, -2.0, -1.0])
+    d = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
+    sigma, rgb = field(x, d)
+    assert sigma.shape == (200,) and rgb.shape == (200, 3)
+    assert bool((sigma > 0).all()) and bool(((rgb > 0) & (rgb < 1)).all())
+    torch.testing.assert_close(field.density(x), sigma)
+    logit, feat = field.features(x)
+    assert feat.shape == (200, 15)
+    assert float(logit.min()) >= SIGMA_LOGIT_RANGE[0] and float(logit.max()) <= SIGMA_LOGIT_RANGE[1]
+    outside = torch.tensor([[1.5, 0.0, 0.0], [0.0, -2.5, 0.0], [0.0, 0.0, 3.2]])
+    assert field.density(outside).tolist() == [0.0, 0.0, 0.0]
+    # colour depends on the view direction through the SH encoding
+    x0 = x[:1].repeat(2, 1)
+    _, rgb2 = field(x0, torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
+    assert not torch.allclose(rgb2[0], rgb2[1])
+
+
+def test_every_parameter_group_gets_gradients():
+    field = fields.build("hashgrid", AABB, SMALL)
+    x = torch.rand(500, 3) * 1.8 - 0.9
+    d = torch.nn.functional.normalize(torch.randn(500, 3), dim=-1)
+    sigma, rgb = field(x, d)
+    (sigma.sum() + rgb.sum()).backward()
+    groups = field.param_groups()
+    assert [g["name"] for g in groups] == ["encoding", "mlp"]
+    assert sum(len(g["params"]) for g in groups) == len(list(field.parameters()))
+    for g in groups:
+        assert g["lr"] == 1e-2
+        for p in g["params"]:
+            assert p.grad is not None and float(p.grad.abs().sum()) > 0
+
+
+def test_trunc_exp_clamps_its_gradient():
+    x = torch.tensor([0.0, 20.0], requires_grad=True)
+    y = trunc_exp(x)
+    y.sum().backward()
+    torch.testing.assert_close(y.detach(), torch.exp(x.detach()))
+    torch.testing.assert_close(x.grad, torch.tensor([1.0, float(torch.exp(torch.tensor(15.0)))]))
+
+
+def test_config_round_trips_through_plain_data():
+    field = fields.build("hashgrid", AABB, SMALL)
+    plain = field.config_dict()
+    again = fields.build("hashgrid", AABB, plain)
+    assert dataclasses.asdict(again.config) == plain
+    again.load_state_dict(field.state_dict())
+    x = torch.rand(10, 3) * 0.5
+    torch.testing.assert_close(again.density(x), field.density(x))
