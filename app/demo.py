@@ -44,10 +44,11 @@ def run_demo(out: Path, minutes: float, size: int, views: int, device: str) -> i
     table.add_row("training", f"{state.step} steps, {state.seconds:.0f} s, "
                               f"{state.total_rays / max(state.seconds, 1e-9):,.0f} rays/s")
     table.add_row("render one view", f"{metrics['seconds_per_view'] * 1000:.0f} ms")
-    table.add_row("run folder", str(job.run_dir.resolve()))
-    table.add_row("metrics", str((job.run_dir / "eval" / "metrics.json").resolve()))
-    table.add_row("held-out renders", str((job.run_dir / "renders" / "views").resolve()))
-    table.add_row("turntable video", str(outputs.video.resolve()))
     table.add_row("total time", f"{time.perf_counter() - start:.0f} s")
     Console().print(table)
+    print(f"run folder:       {job.run_dir.resolve()}")
+    print(f"metrics:          {(job.run_dir / 'eval' / 'metrics.json').resolve()}")
+    print(f"side-by-sides:    {(job.run_dir / 'eval').resolve()}")
+    print(f"held-out renders: {(job.run_dir / 'renders' / 'views').resolve()}")
+    print(f"turntable video:  {outputs.video.resolve()}")
     return 0

@@ -47,8 +47,9 @@ class TrainerConfig:
     """occupancy-grid cells per axis"""
     grid_update_every: int = 16
     """steps between occupancy-grid refreshes"""
-    grid_warmup_steps: int = 64
-    """steps during which every refresh probes every cell"""
+    grid_warmup_steps: int = 128
+    """steps before the grid first prunes: until then every cell is sampled, so thin structures
+    are learned before a refresh can cut them away (the first two refreshes probe every cell)"""
     grid_threshold: float = 0.01
     """a cell is occupied when sigma * step exceeds min(this, the mean)"""
     lr_warmup_steps: int = 100
@@ -184,7 +185,8 @@ class Trainer:
 
     def _update_grid(self) -> None:
         c, step = self.config, self.state.step
-        n_cells = None if step < c.grid_warmup_steps else max(self.grid.n_cells // 16, 1)
+        full = step < c.grid_warmup_steps + 2 * c.grid_update_every
+        n_cells = None if full else max(self.grid.n_cells // 16, 1)
         self.grid.update(self.model.density, step_size=self.step_size, threshold=c.grid_threshold,
                          n_cells=n_cells, generator=self.generator)
         self.state.occupied_fraction = self.grid.occupied_fraction()
@@ -194,7 +196,7 @@ class Trainer:
         c, s = self.config, self.state
         start = time.perf_counter()
         self.model.train()
-        if s.step % c.grid_update_every == 0:
+        if s.step >= c.grid_warmup_steps and s.step % c.grid_update_every == 0:
             self._update_grid()
         if self._good is None:
             self._remember_good()

@@ -12,7 +12,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-SIGMA_LOGIT_RANGE = (-2.0, 7.0)  # the pre-activation density range distillation matches (PVD)
+# The pre-activation density range that distillation matches (PVD). Only `features` clips to it:
+# clipping the rendered density too would put a floor of e^-2 under empty space and fog it.
+SIGMA_LOGIT_RANGE = (-2.0, 7.0)
 
 
 class _TruncExp(torch.autograd.Function):

@@ -1,0 +1,70 @@
+"""Fit quality against training time on this machine: held-out PSNR/SSIM after fixed budgets of
+training time, training throughput (rays/s, field points/s) and the render time of one view.
+
+Scenes: NeRF-Synthetic mic at 100x100 (train on its 100 train views, evaluate on the 50 present
+val views, white background; needs $ONEFIELD_DATA) and the built-in procedural shapes scene
+(64 train / 16 held-out views at 100x100). One fresh run per budget, through the same `FitJob`
+the CLI uses, equivalent to
+
+    onefield fit DATA --minutes M --downscale 8 --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512
+
+Each budget counts training time only (evaluation excluded). Points/s counts the field's
+samples in training steps (the occupancy-grid probes come on top).
+"""
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from common import finish
+
+from onefield.app.demo import DEMO_FIELD
+from onefield.app.fit import FitJob
+from onefield.app.runs import DataSpec
+from onefield.app.trainer import TrainerConfig
+from onefield.scenes import make_shapes_scene
+
+
+def fit_once(data: DataSpec, minutes: float, out: Path) -> dict[str, float]:
+    trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0)
+    job = FitJob.create(data, "hashgrid", DEMO_FIELD, trainer, out)
+    state = job.run()
+    result = job.final_eval
+    assert result is not None
+    return {"minutes": minutes, "steps": state.step, "train_seconds": round(state.seconds, 2),
+            "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
+            "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
+            "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 2.0, 5.0])
+    parser.add_argument("--scenes", nargs="+", default=["mic", "shapes"], choices=["mic", "shapes"])
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    figures: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        specs = {}
+        if "mic" in args.scenes:
+            specs["mic"] = DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=8, eval_split="val")
+        if "shapes" in args.scenes:
+            scene = make_shapes_scene(Path(tmp) / "shapes", n_train=64, n_test=16, size=100)
+            specs["shapes"] = DataSpec(str(scene.root))
+        for name, spec in specs.items():
+            rows = []
+            for minutes in args.minutes:
+                row = fit_once(spec, minutes, Path(tmp) / "runs")
+                rows.append(row)
+                print(f"{name:7s} {minutes:4.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
+                      f"{row['steps']:6d} steps  {row['rays_per_s']:8d} rays/s  {row['points_per_s']:9d} points/s  "
+                      f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
+            figures[name] = rows
+    finish("fit", figures)
+
+
+if __name__ == "__main__":
+    main()
