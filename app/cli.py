@@ -35,20 +35,20 @@ def info() -> int:
 def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = None, minutes: float | None = None,
         downscale: float = 1.0, out: Path = Path("runs"), device: str = "cpu", eval_split: str = "auto",
         hashgrid: HashGridFieldConfig = HashGridFieldConfig(), trainer: TrainerConfig = TrainerConfig()) -> int:
-    """Fit a field to a posed scene (NeRF-Synthetic/Blender layout) and evaluate it on held-out views.
+    """Fit a field to a posed dataset and evaluate it on held-out views.
 
     The run is written to OUT/<scene>/<field>/<timestamp>/ (config.json, checkpoints/, metrics.jsonl).
     Ctrl-C saves a checkpoint; `onefield resume RUN` continues it.
 
     Args:
-        data: scene folder holding transforms_train.json (and transforms_test.json or transforms_val.json).
+        data: dataset folder: Blender/NeRF-Synthetic (transforms_train.json), instant-ngp/nerfstudio (transforms.json) or LLFF (poses_bounds.npy).
         field: field backend to fit (hashgrid).
         steps: maximum optimisation steps (overrides --trainer.steps).
         minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
         downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
         out: root folder of the runs.
         device: cpu, or cuda on a machine with a CUDA GPU.
-        eval_split: held-out split; 'auto' takes test, else val.
+        eval_split: held-out views: 'auto' (Blender: test, else val; other formats: every 8th view), a split name, or 'none'.
         hashgrid: options of the hashgrid field.
         trainer: options of the training loop.
     """
@@ -64,8 +64,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         configs = {"hashgrid": hashgrid}
         if field not in configs:
             raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
-        job = FitJob.create(DataSpec(str(data), downscale, eval_split=eval_split), field, configs[field], trainer,
-                            out, device)
+        job = FitJob.create(DataSpec(str(data), downscale, eval_split), field, configs[field], trainer, out, device)
     except USER_ERRORS as error:
         return _fail("fit", error)
     return train_with_progress(job)

@@ -22,24 +22,22 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
-def _renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None]:
+def _renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:
     """A trainer around the run's weights (only its rendering and evaluation are used)."""
     config = RunConfig.load(run_dir)
     device = torch_device(device or config.device)
     config, model, grid = load_trained(run_dir, device)
-    train = config.data.read(config.data.train_split)
-    split = config.data.held_out_split()
-    held_out = config.data.read(split) if split else None
-    return config, Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device), train, held_out
+    train, held_out, split = config.data.load()
+    return config, Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device), train, held_out, split
 
 
 def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
     """Write `<run>/eval/metrics.json` (per view and mean PSNR/SSIM on white) and side-by-side
     images (render | ground truth | 4x absolute error) under `<run>/eval/`; return the metrics."""
     run_dir = Path(run_dir)
-    config, trainer, _, held_out = _renderer(run_dir, device)
+    config, trainer, _, held_out, split = _renderer(run_dir, device)
     if held_out is None:
-        raise ValueError(f"{config.data.path}: no held-out split (transforms_test.json or transforms_val.json) to evaluate on")
+        raise ValueError(f"{config.data.path}: no held-out views to evaluate on (the run was made with eval_split 'none')")
     result = trainer.evaluate(held_out)
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
@@ -48,7 +46,7 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
         error = ((pred - target).abs() * 4).clamp(0, 1)
         iio.imwrite(out / f"{Path(name).stem}.png", to_uint8(torch.cat([pred, target, error], 1)))
         views.append({"view": name, "psnr": p, "ssim": s})
-    metrics = {"run": str(run_dir), "split": config.data.held_out_split(), "background": "white",
+    metrics = {"run": str(run_dir), "split": split, "background": "white",
                "views": views, "mean": {"psnr": result.mean_psnr, "ssim": result.mean_ssim},
                "seconds_per_view": result.seconds_per_view, "step": trainer.state.step}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -88,7 +86,7 @@ class RenderOutputs:
 def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | None = None) -> RenderOutputs:
     """Held-out views to `<run>/renders/views/` and a turntable to `<run>/renders/turntable.mp4`."""
     run_dir = Path(run_dir)
-    config, trainer, train, held_out = _renderer(run_dir, device)
+    config, trainer, train, held_out, _ = _renderer(run_dir, device)
     out = run_dir / "renders"
     (out / "views").mkdir(parents=True, exist_ok=True)
     views = []

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .runs import DataSpec, RunConfig, build_model, check_data, new_run_dir, scene_name, torch_device
+from .runs import DataSpec, RunConfig, build_model, new_run_dir, scene_name, torch_device
 from .trainer import EvalResult, Trainer, TrainerConfig, TrainingDiverged, TrainState
 
 
@@ -25,14 +25,12 @@ class FitJob:
     @classmethod
     def create(cls, data: DataSpec, field: str, field_config: Any, trainer_config: TrainerConfig,
                out: Path = Path("runs"), device: str = "cpu", grid_resolution: int | None = None) -> "FitJob":
-        check_data(data)
         device = torch_device(device)
-        train = data.read(data.train_split)
-        split = data.held_out_split()
-        held_out = data.read(split) if split else None
+        train, held_out, _ = data.load()
         fc = field_config if isinstance(field_config, dict) else asdict(field_config)
         config = RunConfig(scene_name(data.path), data, field, fc, list(train.aabb),
-                           grid_resolution or trainer_config.grid_resolution, asdict(trainer_config), device)
+                           grid_resolution or trainer_config.grid_resolution, asdict(trainer_config), device,
+                           train.cascades)
         model, grid = build_model(config, device)
         run_dir = new_run_dir(out, config.scene, field)
         config.save(run_dir)
@@ -49,9 +47,7 @@ class FitJob:
         if minutes is not None:
             config.trainer["minutes"] = minutes
         device = torch_device(device or config.device)
-        train = config.data.read(config.data.train_split)
-        split = config.data.held_out_split()
-        held_out = config.data.read(split) if split else None
+        train, held_out, _ = config.data.load()
         model, grid = build_model(config, device)
         trainer = Trainer(model, grid, train, config.trainer_config(), held_out, device)
         load_checkpoint(run_dir, trainer)

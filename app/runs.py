@@ -4,7 +4,6 @@
 import dataclasses
 import datetime
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ import torch
 from onefield import fields
 from onefield.fields import Field
 from onefield.renderers import OccupancyGrid
-from onefield.scenes import DatasetError, MissingFramesWarning, PosedImages, read_blender
+from onefield.scenes import PosedImages
+from onefield.scenes.load import load_scene
 
 from .checkpoint import checkpoint_dir, load_model_weights
 from .trainer import TrainerConfig
@@ -25,28 +25,17 @@ FORMAT_VERSION = 1
 @dataclass
 class DataSpec:
     path: str
-    """scene folder (Blender/NeRF-Synthetic layout: transforms_<split>.json)"""
+    """dataset folder: Blender/NeRF-Synthetic, instant-ngp/nerfstudio transforms.json, or LLFF"""
     downscale: float = 1.0
     """divide the image size by this on load (cached outside the repository)"""
-    train_split: str = "train"
     eval_split: str = "auto"
-    """held-out split: 'auto' takes test, else val"""
+    """held-out views: 'auto' (Blender: test, else val; otherwise every 8th view), a split name, or 'none'"""
+    format: str = "auto"
+    """dataset format: auto, blender, transforms or llff"""
 
-    def held_out_split(self) -> str | None:
-        if self.eval_split != "auto":
-            return self.eval_split
-        for split in ("test", "val"):
-            if (Path(self.path) / f"transforms_{split}.json").is_file():
-                return split
-        return None
-
-    def read(self, split: str) -> PosedImages:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", MissingFramesWarning)
-            data = read_blender(self.path, split, self.downscale)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return data
+    def load(self) -> tuple[PosedImages, PosedImages | None, str | None]:
+        """(training views, held-out views or None, name of the held-out set)."""
+        return load_scene(self.path, self.format, self.downscale, self.eval_split)
 
 
 @dataclass
@@ -59,6 +48,7 @@ class RunConfig:
     grid_resolution: int
     trainer: dict[str, Any]
     device: str = "cpu"
+    grid_levels: int = 1
     version: int = FORMAT_VERSION
 
     def save(self, run_dir: Path) -> None:
@@ -94,8 +84,9 @@ def new_run_dir(out: Path, scene: str, backend: str) -> Path:
 
 
 def build_model(config: RunConfig, device: str) -> tuple[Field, OccupancyGrid]:
-    model = fields.build(config.field, config.aabb, config.field_config, device=device)
-    grid = OccupancyGrid(config.aabb, config.grid_resolution).to(device)
+    """The field over the whole scene (the base box scaled by 2^(levels-1)) and the cascaded grid."""
+    grid = OccupancyGrid(config.aabb, config.grid_resolution, config.grid_levels).to(device)
+    model = fields.build(config.field, grid.outer_aabb().tolist(), config.field_config, device=device)
     return model, grid
 
 
@@ -112,11 +103,6 @@ def load_trained(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Field, 
 
 def scene_name(path: str | Path) -> str:
     return Path(path).resolve().name or "scene"
-
-
-def check_data(spec: DataSpec) -> None:
-    if not Path(spec.path).is_dir():
-        raise DatasetError(f"{spec.path}: no such folder. Pass a scene folder holding transforms_train.json.")
 
 
 def torch_device(device: str) -> str:

@@ -2,10 +2,36 @@
 COLMAP) and the one function that turns pixels into rays; training, evaluation, rendering and the
 GUI all use it, so a convention bug cannot hide in one of them."""
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+
+_TENSORS = ("c2w", "fx", "fy", "cx", "cy", "distortion")
+
+
+def distort(x: Tensor, y: Tensor, coeffs: Tensor) -> tuple[Tensor, Tensor]:
+    """OpenCV radial-tangential model on normalized coordinates [R]; coeffs [R, 4] (k1, k2, p1, p2)."""
+    k1, k2, p1, p2 = coeffs.unbind(-1)
+    r2 = x * x + y * y
+    radial = 1 + r2 * (k1 + k2 * r2)
+    return (x * radial + 2 * p1 * x * y + p2 * (r2 + 2 * x * x),
+            y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * x * y)
+
+
+def undistort(xd: Tensor, yd: Tensor, coeffs: Tensor, iterations: int = 20) -> tuple[Tensor, Tensor]:
+    """Inverse of `distort` by fixed-point iteration (as OpenCV's undistortPoints): rays are bent
+    to where the distorted pixel looked, so images are used as captured, with no resampling."""
+    k1, k2, p1, p2 = coeffs.unbind(-1)
+    x, y = xd, yd
+    for _ in range(iterations):
+        r2 = x * x + y * y
+        radial = 1 + r2 * (k1 + k2 * r2)
+        x, y = ((xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) / radial,
+                (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) / radial)
+    return x, y
 
 
 @dataclass
@@ -33,6 +59,7 @@ class Cameras:
     height: int
     near: float = 0.0
     far: float = 1e10
+    distortion: Tensor | None = None  # [N, 4] OpenCV k1, k2, p1, p2; None: ideal pinholes
 
     def __post_init__(self) -> None:
         n = self.c2w.shape[0]
@@ -43,6 +70,13 @@ class Cameras:
             setattr(self, name, value.expand(n).contiguous() if value.dim() == 0 else value)
             if getattr(self, name).shape != (n,):
                 raise ValueError(f"{name} must be a scalar or [N] = [{n}], got {tuple(value.shape)}")
+        if self.distortion is not None:
+            self.distortion = torch.as_tensor(self.distortion, dtype=torch.float32, device=self.c2w.device)
+            if self.distortion.dim() == 1:
+                self.distortion = self.distortion.expand(n, 4).contiguous()
+            if self.distortion.shape != (n, 4):
+                raise ValueError(f"distortion must be [4] or [N, 4] = [{n}, 4] (k1, k2, p1, p2), "
+                                 f"got {tuple(self.distortion.shape)}")
         if self.width <= 0 or self.height <= 0:
             raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
 
@@ -54,20 +88,20 @@ class Cameras:
         return self.c2w.device
 
     def to(self, device: torch.device | str) -> "Cameras":
-        return Cameras(self.c2w.to(device), self.fx.to(device), self.fy.to(device), self.cx.to(device),
-                       self.cy.to(device), self.width, self.height, self.near, self.far)
+        return dataclasses.replace(self, **{k: getattr(self, k).to(device) for k in _TENSORS
+                                            if getattr(self, k) is not None})
 
     def subset(self, indices: Tensor | list[int]) -> "Cameras":
         idx = torch.as_tensor(indices, dtype=torch.long, device=self.device)
-        return Cameras(self.c2w[idx], self.fx[idx], self.fy[idx], self.cx[idx], self.cy[idx], self.width,
-                       self.height, self.near, self.far)
+        return dataclasses.replace(self, **{k: getattr(self, k)[idx] for k in _TENSORS if getattr(self, k) is not None})
 
     def scaled(self, factor: float) -> "Cameras":
-        """The same cameras for images resized by `factor` (intrinsics scale about the corner)."""
+        """The same cameras for images resized by `factor` (intrinsics scale about the corner;
+        distortion acts on normalized coordinates and is unchanged)."""
         width, height = round(self.width * factor), round(self.height * factor)
         sx, sy = width / self.width, height / self.height
-        return Cameras(self.c2w, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, width, height,
-                       self.near, self.far)
+        return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+                                   width=width, height=height)
 
     def rays(self, image_index: Tensor, u: Tensor, v: Tensor) -> Rays:
         """Rays through pixel centres: camera `image_index` [R], pixel column `u` [R] and row `v` [R]
@@ -75,8 +109,11 @@ class Cameras:
         image_index = image_index.to(device=self.device, dtype=torch.long)
         u = u.to(self.device, torch.float32) + 0.5
         v = v.to(self.device, torch.float32) + 0.5
-        d_cam = torch.stack([(u - self.cx[image_index]) / self.fx[image_index],
-                             (v - self.cy[image_index]) / self.fy[image_index], torch.ones_like(u)], -1)  # [R, 3]
+        x = (u - self.cx[image_index]) / self.fx[image_index]
+        y = (v - self.cy[image_index]) / self.fy[image_index]
+        if self.distortion is not None:
+            x, y = undistort(x, y, self.distortion[image_index])
+        d_cam = torch.stack([x, y, torch.ones_like(x)], -1)  # [R, 3]
         c2w = self.c2w[image_index]  # [R, 3, 4]
         d_world = torch.nn.functional.normalize(torch.einsum("rij,rj->ri", c2w[:, :, :3], d_cam), dim=-1)
         return Rays(c2w[:, :, 3].contiguous(), d_world, image_index, self.near, self.far)

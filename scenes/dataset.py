@@ -24,8 +24,10 @@ class PosedImages:
     cameras: Cameras
     images: Tensor  # [N, H, W, 4] uint8
     names: list[str]
-    aabb: tuple[float, float, float, float, float, float]
+    aabb: tuple[float, float, float, float, float, float]  # the base box of the scene
     has_alpha: bool
+    cascades: int = 1  # occupancy cascades: the scene extends to the base box scaled by 2^(cascades-1)
+    transform: Tensor | None = None  # [3, 4] source world -> ours: x' = A x + b (A may scale); None: identity
 
     def __post_init__(self) -> None:
         n, h, w = len(self.cameras), self.cameras.height, self.cameras.width
@@ -36,6 +38,17 @@ class PosedImages:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def subset(self, indices: list[int]) -> "PosedImages":
+        return PosedImages(self.cameras.subset(indices), self.images[torch.as_tensor(indices, dtype=torch.long)],
+                           [self.names[i] for i in indices], self.aabb, self.has_alpha, self.cascades, self.transform)
+
+    def split_every(self, n: int = 8) -> tuple["PosedImages", "PosedImages"]:
+        """(train, held-out) with every n-th view held out, starting at view 0 (the LLFF protocol)."""
+        if len(self) < 2:
+            raise DatasetError(f"{len(self)} view(s): at least 2 are needed to hold one out")
+        held = list(range(0, len(self), n))
+        return self.subset([i for i in range(len(self)) if i % n]), self.subset(held)
 
     def rgba(self, index: int) -> Tensor:
         """Image `index` as float [H, W, 4] in [0, 1] (premultiplied colour, alpha)."""

@@ -64,7 +64,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "nowhere")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err
     assert main(["fit", str(tmp_path)]) == 2
-    assert "transforms_train.json: no such file" in capsys.readouterr().err
+    assert "no known dataset here" in capsys.readouterr().err
     assert main(["eval", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
     assert main(["fit", str(tmp_path), "--field", "voxels"]) == 2

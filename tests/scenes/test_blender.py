@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from onefield.scenes import Cameras, DatasetError, MissingFramesWarning, read_blender, write_blender
-from onefield.scenes.blender import load_rgba
+from onefield.scenes.frames import load_rgba
 
 
 def test_lego_test_frame(data_root):
@@ -89,8 +89,8 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path):
     meta_path.write_text("{'frames': [")
     with pytest.raises(DatasetError, match="not valid JSON"):
         read_blender(tmp_path, "train")
-    meta_path.write_text(json.dumps({"frames": []}))
-    with pytest.raises(DatasetError, match="needs 'camera_angle_x'"):
+    meta_path.write_text(json.dumps({"frame": []}))
+    with pytest.raises(DatasetError, match="needs a 'frames' list"):
         read_blender(tmp_path, "train")
     meta_path.write_text(json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "./train/r_0",
                                                                        "transform_matrix": [[1, 0], [0, 1]]}]}))
@@ -108,4 +108,13 @@ def test_images_of_different_sizes_are_rejected(tmp_path):
     _tiny_scene(tmp_path)
     Image.new("RGBA", (5, 8)).save(tmp_path / "train" / "r_2.png")
     with pytest.raises(DatasetError, match="r_2.png: image is 5x8 but r_0.png is 8x8"):
+        read_blender(tmp_path, "train", use_cache=False)
+
+
+def test_missing_intrinsics_are_named(tmp_path):
+    _tiny_scene(tmp_path)
+    meta = json.loads((tmp_path / "transforms_train.json").read_text())
+    del meta["camera_angle_x"]
+    (tmp_path / "transforms_train.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="frame 0 has no focal length: give 'fl_x'"):
         read_blender(tmp_path, "train", use_cache=False)

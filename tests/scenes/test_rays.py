@@ -67,3 +67,44 @@ def test_procedural_sphere_density_is_hard_edged():
     assert scene.density(x).tolist() == [7.0, 7.0, 0.0]
     rgb, sigma = scene.rgb_sigma(x, torch.zeros_like(x))
     assert rgb.shape == (3, 3) and torch.all((rgb >= 0) & (rgb <= 1)) and sigma.tolist() == [7.0, 7.0, 0.0]
+
+
+FOX_DISTORTION = torch.tensor([0.0578421, -0.0805099, -0.000980296, 0.00015575])  # ingp-fox k1 k2 p1 p2
+WIDE_DISTORTION = torch.tensor([-0.25, 0.08, 0.001, -0.002])  # a wide-angle lens's barrel distortion
+
+
+@pytest.mark.parametrize("coeffs", [FOX_DISTORTION, WIDE_DISTORTION])
+def test_undistort_inverts_distort(coeffs):
+    from onefield.scenes.cameras import distort, undistort
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(1000, generator=g) * 0.8 - 0.4, torch.rand(1000, generator=g) * 1.2 - 0.6
+    xd, yd = distort(x, y, coeffs.expand(1000, 4))
+    assert float((xd - x).abs().max()) > 1e-3  # the model does bend these points
+    xu, yu = undistort(xd, yd, coeffs.expand(1000, 4))
+    torch.testing.assert_close(xu, x, atol=1e-6, rtol=0)
+    torch.testing.assert_close(yu, y, atol=1e-6, rtol=0)
+
+
+def test_a_straight_line_stays_straight_after_undistortion():
+    from onefield.scenes.cameras import distort
+
+    c2w = look_at((0.0, -3.0, 0.5), (0.0, 0.0, 0.0))
+    cams = Cameras(c2w[None], 540.0, 540.0, 270.0, 480.0, 540, 960, distortion=WIDE_DISTORTION)
+    # a world segment seen across the whole frame, projected through the distorting lens
+    s = torch.linspace(0, 1, 50)[:, None]
+    points = torch.tensor([-1.0, 0.0, 1.8]) * (1 - s) + torch.tensor([1.0, 0.0, 1.8]) * s  # [50, 3], high in the view
+    r, t = c2w[:, :3].T, -c2w[:, :3].T @ c2w[:, 3]
+    p_cam = points @ r.T + t
+    x, y = p_cam[:, 0] / p_cam[:, 2], p_cam[:, 1] / p_cam[:, 2]
+    xd, yd = distort(x, y, WIDE_DISTORTION.expand(50, 4))
+    u, v = xd * 540.0 + 270.0 - 0.5, yd * 540.0 + 480.0 - 0.5  # pixel indices (centres at +0.5)
+    rays = cams.rays(torch.zeros(50, dtype=torch.long), u, v)
+    # undistorted rays through the line's pixels all lie in the plane of the line and the camera centre
+    normal = torch.nn.functional.normalize(torch.linalg.cross(points[0] - c2w[:, 3], points[-1] - c2w[:, 3]), dim=0)
+    assert float((rays.directions @ normal).abs().max()) < 1e-5
+    # while ignoring the distortion bends them out of it
+    ideal = Cameras(c2w[None], 540.0, 540.0, 270.0, 480.0, 540, 960).rays(torch.zeros(50, dtype=torch.long), u, v)
+    assert float((ideal.directions @ normal).abs().max()) > 1e-2
+    # and distortion survives scaling and subsetting
+    assert torch.equal(cams.scaled(0.5).subset([0]).distortion, WIDE_DISTORTION[None])
