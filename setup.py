@@ -67,7 +67,7 @@ setup(
     packages=list(mapping),
     package_dir=mapping,
     install_requires=["torch>=2.1", "numpy", "imageio>=2.30", "imageio-ffmpeg", "pillow", "rich", "tyro>=1.0",
-                      "safetensors", "open3d-cpu>=0.19"],
+                      "safetensors", "open3d-cpu>=0.19", "pycolmap>=4.2", "scipy"],
     ext_modules=[extension()],
     cmdclass={"build_ext": cpp_extension.BuildExtension},
     entry_points={"console_scripts": ["onefield = onefield.app.cli:main"]},

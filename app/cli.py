@@ -8,6 +8,7 @@ import tyro
 
 from onefield.fields.hashgrid import HashGridFieldConfig
 from onefield.scenes import DatasetError
+from onefield.scenes.sfm import ProcessConfig
 
 from .info import format_info, machine_info
 from .trainer import TrainerConfig, TrainingDiverged
@@ -153,7 +154,37 @@ def demo(out: Path = Path("runs"), minutes: float = 1.5, size: int = 100, views:
         return _fail("demo", error)
 
 
-COMMANDS = {"fit": fit, "resume": resume, "eval": eval, "render": render, "demo": demo, "info": info}
+def process(source: Positional[Path], out: Path, colmap_model: Path | None = None,
+            config: ProcessConfig = ProcessConfig()) -> int:
+    """Turn photos or a video into a posed dataset by structure-from-motion (pycolmap, CPU): OUT/images,
+    OUT/sparse/0 and a nerfstudio-compatible OUT/transforms.json that `onefield fit OUT` reads.
+
+    Args:
+        source: a folder of photos or a video file (with --colmap-model: the images the model was built from).
+        out: new dataset folder (must not exist or be empty).
+        colmap_model: import this existing COLMAP sparse model instead of running structure-from-motion.
+        config: structure-from-motion options.
+    """
+    from onefield.scenes.sfm import import_colmap_model
+    from onefield.scenes.sfm import process as run_process
+
+    _show_warnings()
+    try:
+        if colmap_model is not None:
+            result = import_colmap_model(colmap_model, source, out)
+        else:
+            result = run_process(source, out, config)
+    except USER_ERRORS as error:
+        return _fail("process", error)
+    print(f"registered {len(result.registered)} / {result.total} images"
+          + (f" in {result.seconds:.0f} s" if result.seconds else ""))
+    if result.failed:
+        print(f"not registered ({len(result.failed)}): {', '.join(result.failed)}")
+    print(f"dataset: {result.out.resolve()} (fit it with: onefield fit {result.out})")
+    return 0
+
+
+COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "demo": demo, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

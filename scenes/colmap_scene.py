@@ -29,7 +29,21 @@ def find_model(root: Path) -> Path:
     raise DatasetError(f"{root}: no COLMAP model (looked for cameras.bin/.txt in {', '.join(MODEL_FOLDERS)}).")
 
 
-def _intrinsics(camera: ColmapCamera, path: Path) -> list[float]:
+def normalize_scene(c2w: np.ndarray, points: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Centre and scale cameras c2w [N, 3, 4] on the points [P, 3] (1st-99th percentile box; the
+    camera centres when there are none) so the box's largest half-extent is 1. Returns the new
+    c2w, the similarity [3, 4] (x' = A x + b) and the cascades that reach every camera."""
+    source = points if points is not None and len(points) >= 8 else c2w[:, :, 3]
+    lo, hi = np.percentile(source, 1, axis=0), np.percentile(source, 99, axis=0)
+    center, scale = (lo + hi) / 2, 1.0 / max(float((hi - lo).max()) / 2, 1e-9)
+    out = c2w.copy()
+    out[:, :, 3] = (c2w[:, :, 3] - center) * scale
+    reach = float(np.abs(out[:, :, 3]).max())
+    cascades = 1 + max(0, math.ceil(math.log2(max(reach, 1.0) * 1.05)))
+    return out, np.concatenate([np.eye(3) * scale, (-center * scale)[:, None]], 1), cascades
+
+
+def colmap_intrinsics(camera: ColmapCamera, path: Path) -> list[float]:
     """fx, fy, cx, cy, k1, k2, p1, p2 of a COLMAP camera at its own resolution."""
     p = camera.params.tolist()
     if camera.model == "SIMPLE_PINHOLE":
@@ -67,27 +81,18 @@ def read_colmap_scene(root: str | Path, images: str = "images", downscale: float
                            "Resize the photos to one size before structure-from-motion.")
     cam_w, cam_h = sizes.pop()
 
-    c2w = np.stack([im.c2w() for im in kept])  # [N, 3, 4]
-    if model.points:
-        xyz = np.stack([p.xyz for p in model.points.values()])
-        lo, hi = np.percentile(xyz, 1, axis=0), np.percentile(xyz, 99, axis=0)
-    else:
-        lo, hi = c2w[:, :, 3].min(0), c2w[:, :, 3].max(0)
-    center, scale = (lo + hi) / 2, 1.0 / max(float((hi - lo).max()) / 2, 1e-9)
-    c2w[:, :, 3] = (c2w[:, :, 3] - center) * scale
-    reach = float(np.abs(c2w[:, :, 3]).max())
-    cascades = 1 + max(0, math.ceil(math.log2(max(reach, 1.0) * 1.05)))
+    points = np.stack([p.xyz for p in model.points.values()]) if model.points else None
+    c2w, transform, cascades = normalize_scene(np.stack([im.c2w() for im in kept]), points)
 
     cameras_file = next(model_dir / f"cameras{ext}" for ext in (".bin", ".txt") if (model_dir / f"cameras{ext}").is_file())
     images_t = load_images(cameras_file, paths, downscale, use_cache)
     height, width = images_t.shape[1:3]
-    k = np.array([_intrinsics(model.cameras[im.camera_id], model_dir) for im in kept])  # [N, 8]
+    k = np.array([colmap_intrinsics(model.cameras[im.camera_id], model_dir) for im in kept])  # [N, 8]
     sx, sy = width / cam_w, height / cam_h
     distortion = torch.tensor(k[:, 4:], dtype=torch.float32) if np.any(k[:, 4:] != 0) else None
     cameras = Cameras(torch.tensor(c2w, dtype=torch.float32), torch.tensor(k[:, 0] * sx, dtype=torch.float32),
                       torch.tensor(k[:, 1] * sy, dtype=torch.float32), torch.tensor(k[:, 2] * sx, dtype=torch.float32),
                       torch.tensor(k[:, 3] * sy, dtype=torch.float32), width, height, 0.05, 1e10, distortion)
-    transform = torch.tensor(np.concatenate([np.eye(3) * scale, (-center * scale)[:, None]], 1), dtype=torch.float32)
     has_alpha = bool((images_t[..., 3] < 255).any())
     return PosedImages(cameras, images_t, [im.name for im in kept], (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), has_alpha,
-                       cascades, transform)
+                       cascades, torch.tensor(transform, dtype=torch.float32))

@@ -102,7 +102,7 @@ def read_transforms(json_path: str | Path, downscale: float = 1.0, use_cache: bo
     sx, sy = width / full_w, height / full_h  # our downscale
     distortion = k[:, 4:].float() if bool((k[:, 4:] != 0).any()) else None
     if "aabb" in meta:
-        aabb, cascades = tuple(float(v) for v in meta["aabb"]), 1
+        aabb, cascades = tuple(float(v) for v in meta["aabb"]), _ngp_box(json_path, meta)[1]
         if len(aabb) != 6:
             raise DatasetError(f"{json_path}: 'aabb' must list 6 numbers (min xyz, max xyz), got {meta['aabb']}.")
     elif default_aabb is not None:

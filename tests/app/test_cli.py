@@ -83,3 +83,17 @@ def test_demo_command(tmp_path, capsys):
 def test_console_script_runs():
     exe = subprocess.run([sys.executable, "-m", "onefield.app.cli", "info"], capture_output=True, text=True, check=True)
     assert "onefield" in exe.stdout
+
+
+def test_process_command(data_root, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sorted((data_root / "sceaux-castle" / "images").iterdir())[:4]:
+        (photos / photo.name).write_bytes(photo.read_bytes())
+    out = tmp_path / "dataset"
+    assert main(["process", str(photos), "--out", str(out), "--config.max-side", "500"]) == 0
+    printed = capsys.readouterr().out
+    assert "registered 4 / 4 images" in printed and str(out.resolve()) in printed
+    assert (out / "transforms.json").is_file()
+    assert main(["process", str(photos), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err

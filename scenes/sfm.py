@@ -1,0 +1,234 @@
+"""Photos or a video -> a posed dataset, by structure-from-motion with pycolmap on the CPU.
+
+`process` copies the photos (or picks the sharpest video frame in each of `frames` windows) into
+`<out>/images`, downscaled to `max_side`; runs SIFT extraction, matching (exhaustive for photos,
+sequential for video) and incremental mapping; keeps the largest model as `<out>/sparse/0`; and
+writes a nerfstudio-compatible `<out>/transforms.json` (OPENCV intrinsics per frame, OpenGL
+poses) centred and scaled on the sparse points. It never writes into a folder that has content.
+"""
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .colmap import ColmapModel, read_model
+from .colmap_scene import colmap_intrinsics, normalize_scene
+from .dataset import DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+MIN_REGISTERED = 3
+
+
+@dataclass
+class ProcessConfig:
+    max_side: int = 1600
+    """photos larger than this (longest side, pixels) are downscaled before matching"""
+    frames: int = 100
+    """video: number of frames to keep (the sharpest of each equal window)"""
+    matcher: str = "auto"
+    """auto (exhaustive for photos, sequential for video), exhaustive or sequential"""
+    camera_mode: str = "auto"
+    """auto (one camera per size and EXIF), single (one shared camera) or per_image (unknown, mixed cameras)"""
+    camera_model: str = "OPENCV"
+    """COLMAP camera model to estimate: OPENCV, SIMPLE_RADIAL, RADIAL, PINHOLE or SIMPLE_PINHOLE"""
+    num_threads: int = -1
+    """CPU threads for pycolmap (-1: all)"""
+    seed: int = 0
+    """random seed of the mapper"""
+
+
+@dataclass
+class ProcessResult:
+    out: Path
+    total: int
+    registered: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def transforms(self) -> Path:
+        return self.out / "transforms.json"
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out}: the output folder is not empty; onefield does not overwrite a dataset. "
+                           "Choose a new --out folder or remove this one.")
+
+
+def _save_downscaled(src: Path, dst: Path, max_side: int) -> None:
+    try:
+        with Image.open(src) as im:
+            im.load()
+            im = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DatasetError(f"{src}: cannot read this image ({error}). Remove it from the folder or replace "
+                           "it with a valid photo.") from error
+    scale = max_side / max(im.size)
+    if scale < 1:
+        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
+    im.save(dst, quality=95)
+
+
+def copy_photos(source: Path, images: Path, max_side: int) -> list[str]:
+    """Photos of `source` (sorted; other files ignored) into `images`, downscaled; their names."""
+    photos = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        others = sorted(p.name for p in source.iterdir())[:5]
+        raise DatasetError(f"{source}: no photos here ({'found only ' + str(others) if others else 'empty folder'}). "
+                           f"onefield reads {', '.join(IMAGE_SUFFIXES)} files or a video.")
+    images.mkdir(parents=True)
+    names = []
+    for photo in photos:
+        name = photo.stem + ".jpg"
+        _save_downscaled(photo, images / name, max_side)
+        names.append(name)
+    return names
+
+
+def sharpness(frame: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image [H, W, 3] uint8: low for blurred frames."""
+    g = frame.astype(np.float32).mean(-1)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def extract_frames(video: Path, images: Path, n_frames: int, max_side: int) -> list[str]:
+    """The sharpest frame of each of `n_frames` equal windows of the video, as JPEGs."""
+    import imageio.v2 as imageio_v2
+
+    try:
+        with imageio_v2.get_reader(video) as reader:
+            scores = [sharpness(f[::4, ::4]) for f in reader]
+    except (OSError, RuntimeError) as error:
+        raise DatasetError(f"{video}: cannot decode this video ({error}). Convert it to H.264 mp4.") from error
+    if not scores:
+        raise DatasetError(f"{video}: the video has no frames.")
+    windows = np.array_split(np.arange(len(scores)), min(n_frames, len(scores)))
+    keep = {int(w[np.argmax([scores[i] for i in w])]) for w in windows if len(w)}
+    images.mkdir(parents=True)
+    names = []
+    with imageio_v2.get_reader(video) as reader:
+        for i, frame in enumerate(reader):
+            if i in keep:
+                name = f"frame_{i:05d}.jpg"
+                im = Image.fromarray(frame).convert("RGB")
+                scale = max_side / max(im.size)
+                if scale < 1:
+                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+                im.save(images / name, quality=95)
+                names.append(name)
+    return names
+
+
+def run_sfm(out: Path, config: ProcessConfig, sequential: bool) -> Path:
+    """Extraction, matching and mapping into `<out>/sparse/0` (the largest model)."""
+    import pycolmap
+
+    images, database = out / "images", out / "database.db"
+    modes = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
+             "per_image": pycolmap.CameraMode.PER_IMAGE}
+    if config.camera_mode not in modes:
+        raise ValueError(f"camera_mode must be one of {sorted(modes)}, got {config.camera_mode!r}")
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = config.camera_model
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = config.num_threads
+    extraction.use_gpu = False
+    pycolmap.extract_features(database, images, camera_mode=modes[config.camera_mode], reader_options=reader,
+                              extraction_options=extraction, device=pycolmap.Device.cpu)
+    if sequential:
+        pycolmap.match_sequential(database, device=pycolmap.Device.cpu)
+    else:
+        pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
+    options = pycolmap.IncrementalPipelineOptions()
+    options.min_model_size = MIN_REGISTERED
+    options.num_threads = config.num_threads
+    options.random_seed = config.seed
+    models = pycolmap.incremental_mapping(database, images, out / "sparse_all", options=options)
+    if not models:
+        raise DatasetError(f"{images}: structure-from-motion found no model (no image pair with enough matches). "
+                           "Take photos with more overlap (each part of the scene in 3+ photos), less blur, "
+                           "and texture in view.")
+    best = max(models.values(), key=lambda m: m.num_reg_images())
+    target = out / "sparse" / "0"
+    target.mkdir(parents=True)
+    best.write(target)
+    shutil.rmtree(out / "sparse_all", ignore_errors=True)
+    return target
+
+
+def write_transforms(model: ColmapModel, model_dir: Path, out: Path, image_prefix: str = "images") -> Path:
+    """nerfstudio-style transforms.json of a COLMAP model, normalised on its sparse points."""
+    ordered = sorted(model.images.values(), key=lambda im: im.name)
+    points = np.stack([p.xyz for p in model.points.values()]) if model.points else None
+    c2w, transform, cascades = normalize_scene(np.stack([im.c2w() for im in ordered]), points)
+    frames = []
+    for im, pose in zip(ordered, c2w):
+        cam = model.cameras[im.camera_id]
+        fx, fy, cx, cy, k1, k2, p1, p2 = colmap_intrinsics(cam, model_dir)
+        gl = np.eye(4)
+        gl[:3, :4] = pose * np.array([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
+        frames.append({"file_path": f"{image_prefix}/{im.name}", "transform_matrix": gl.tolist(),
+                       "fl_x": fx, "fl_y": fy, "cx": cx, "cy": cy, "w": cam.width, "h": cam.height,
+                       "k1": k1, "k2": k2, "p1": p1, "p2": p2})
+    meta = {"camera_model": "OPENCV", "aabb": [-1.0, -1.0, -1.0, 1.0, 1.0, 1.0], "aabb_scale": 2 ** (cascades - 1),
+            "applied_transform": transform.tolist(), "frames": frames}
+    path = out / "transforms.json"
+    path.write_text(json.dumps(meta, indent=1))
+    return path
+
+
+def process(source: str | Path, out: str | Path, config: ProcessConfig = ProcessConfig()) -> ProcessResult:
+    """Photos folder or video -> `<out>` with images/, sparse/0 and transforms.json."""
+    source, out = Path(source), Path(out)
+    start = time.perf_counter()
+    if not source.exists():
+        raise DatasetError(f"{source}: no such file or folder.")
+    _check_out(out)
+    is_video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
+    if source.is_file() and not is_video:
+        raise DatasetError(f"{source}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of photos.")
+    out.mkdir(parents=True, exist_ok=True)
+    if is_video:
+        names = extract_frames(source, out / "images", config.frames, config.max_side)
+    else:
+        names = copy_photos(source, out / "images", config.max_side)
+    if len(names) < MIN_REGISTERED:
+        raise DatasetError(f"{source}: {len(names)} image(s); structure-from-motion needs at least {MIN_REGISTERED} "
+                           "overlapping photos (20-100 is typical).")
+    matcher = config.matcher if config.matcher != "auto" else ("sequential" if is_video else "exhaustive")
+    if matcher not in ("exhaustive", "sequential"):
+        raise ValueError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
+    model_dir = run_sfm(out, config, matcher == "sequential")
+    model = read_model(model_dir)
+    registered = sorted(im.name for im in model.images.values())
+    result = ProcessResult(out, len(names), registered, sorted(set(names) - set(registered)))
+    if len(registered) < MIN_REGISTERED:
+        raise DatasetError(f"{out}: only {len(registered)} of {len(names)} images registered; failed: "
+                           f"{result.failed[:10]}. Add overlapping photos of the same scene.")
+    write_transforms(model, model_dir, out)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def import_colmap_model(model_dir: str | Path, images: str | Path, out: str | Path) -> ProcessResult:
+    """An existing COLMAP model and its images -> `<out>` with the same layout as `process`."""
+    model_dir, images, out = Path(model_dir), Path(images), Path(out)
+    _check_out(out)
+    model = read_model(model_dir)
+    missing = [im.name for im in model.images.values() if not (images / im.name).is_file()]
+    if missing:
+        raise DatasetError(f"{images}: {len(missing)} image(s) of the model are missing, e.g. {missing[:3]}.")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(images, out / "images")
+    shutil.copytree(model_dir, out / "sparse" / "0")
+    write_transforms(model, model_dir, out)
+    names = sorted(im.name for im in model.images.values())
+    return ProcessResult(out, len(names), names, [])

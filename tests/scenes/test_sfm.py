@@ -1,0 +1,97 @@
+import json
+import shutil
+
+import imageio.v2 as imageio_v2
+import numpy as np
+import pytest
+from PIL import Image
+
+from onefield.scenes import DatasetError, load_scene
+from onefield.scenes.sfm import ProcessConfig, extract_frames, import_colmap_model, process, sharpness
+
+SMALL = ProcessConfig(max_side=600, num_threads=2)
+
+
+@pytest.fixture(scope="module")
+def castle_subset(data_root, tmp_path_factory):
+    """Six overlapping sceaux-castle photos, plus a file that is not a photo."""
+    folder = tmp_path_factory.mktemp("castle")
+    for photo in sorted((data_root / "sceaux-castle" / "images").iterdir())[:6]:
+        shutil.copy(photo, folder)
+    (folder / "notes.txt").write_text("taken on a sunny day")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def castle_processed(castle_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("castle_out") / "dataset"
+    return process(castle_subset, out, SMALL)
+
+
+def test_process_photos_registers_them_and_writes_a_dataset(castle_processed):
+    result = castle_processed
+    assert result.total == 6 and len(result.registered) == 6 and result.failed == []
+    assert (result.out / "sparse" / "0" / "images.bin").is_file()
+    meta = json.loads(result.transforms.read_text())
+    assert len(meta["frames"]) == 6 and meta["camera_model"] == "OPENCV"
+    with Image.open(result.out / "images" / result.registered[0]) as im:
+        assert max(im.size) == 600
+    train, held_out, name = load_scene(result.out, downscale=4)
+    assert len(train) == 5 and len(held_out) == 1 and name == "every 8th view"
+    # normalised on the sparse points: cameras sit outside the unit box, reached by the cascades
+    reach = float(train.cameras.c2w[:, :, 3].abs().max())
+    assert 1.0 < reach <= 2 ** (train.cascades - 1)
+
+
+def test_import_colmap_model(castle_processed, tmp_path):
+    out = tmp_path / "imported"
+    result = import_colmap_model(castle_processed.out / "sparse" / "0", castle_processed.out / "images", out)
+    assert result.registered == castle_processed.registered
+    a = json.loads((out / "transforms.json").read_text())
+    b = json.loads(castle_processed.transforms.read_text())
+    assert a["frames"] == b["frames"]
+
+
+def test_process_refuses_bad_input(tmp_path, castle_subset, castle_processed):
+    with pytest.raises(DatasetError, match="not empty; onefield does not overwrite"):
+        process(castle_subset, castle_processed.out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match="empty: no photos here \\(empty folder\\)"):
+        process(empty, tmp_path / "o1")
+    (empty / "readme.md").write_text("x")
+    with pytest.raises(DatasetError, match=r"found only \['readme.md'\]"):
+        process(empty, tmp_path / "o2")
+    few = tmp_path / "few"
+    few.mkdir()
+    for photo in sorted(castle_subset.glob("*.[jJ][pP][gG]"))[:2]:
+        shutil.copy(photo, few)
+    with pytest.raises(DatasetError, match="2 image\\(s\\); structure-from-motion needs at least 3"):
+        process(few, tmp_path / "o3", SMALL)
+    broken = sorted(few.iterdir())[0]
+    broken.write_bytes(broken.read_bytes()[:2000])  # a truncated JPEG
+    with pytest.raises(DatasetError, match=f"{broken.name}: cannot read this image.*Remove it"):
+        process(few, tmp_path / "o4", SMALL)
+    with pytest.raises(DatasetError, match="no such file or folder"):
+        process(tmp_path / "nowhere", tmp_path / "o5")
+
+
+def test_video_frames_skip_blurred_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    base = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
+    frames = []
+    for i in range(12):
+        frame = np.roll(base, i, axis=1)
+        if i == 4:  # a blurred frame: box filter
+            frame = (sum(np.roll(np.roll(frame.astype(float), dx, 0), dy, 1) for dx in range(-2, 3)
+                         for dy in range(-2, 3)) / 25).astype(np.uint8)
+        frames.append(frame)
+    video = tmp_path / "walk.mp4"
+    with imageio_v2.get_writer(video, fps=10, codec="libx264", quality=10, macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    assert sharpness(frames[4]) < 0.5 * sharpness(frames[5])
+    names = extract_frames(video, tmp_path / "images", n_frames=4, max_side=48)
+    assert len(names) == 4 and "frame_00004.jpg" not in names
+    with Image.open(tmp_path / "images" / names[0]) as im:
+        assert im.size == (48, 32)
