@@ -34,13 +34,15 @@ class ProcessConfig:
     matcher: str = "auto"
     """auto (exhaustive for photos, sequential for video), exhaustive or sequential"""
     camera_mode: str = "auto"
-    """auto (one camera per size and EXIF), single (one shared camera) or per_image (unknown, mixed cameras)"""
+    """auto (single when every photo has the same size and EXIF camera, else per_image), single or per_image"""
     camera_model: str = "OPENCV"
     """COLMAP camera model to estimate: OPENCV, SIMPLE_RADIAL, RADIAL, PINHOLE or SIMPLE_PINHOLE"""
     num_threads: int = -1
     """CPU threads for pycolmap (-1: all)"""
     seed: int = 0
     """random seed of the mapper"""
+    refine_principal_point: str = "auto"
+    """let bundle adjustment move the principal point: auto (when 8+ photos share one camera), yes or no"""
 
 
 @dataclass
@@ -127,21 +129,39 @@ def extract_frames(video: Path, images: Path, n_frames: int, max_side: int) -> l
     return names
 
 
-def run_sfm(out: Path, config: ProcessConfig, sequential: bool) -> Path:
+def _camera_signature(path: Path) -> tuple:
+    with Image.open(path) as im:
+        exif = im.getexif()
+        return im.size, exif.get(0x010F), exif.get(0x0110)  # size, EXIF make, EXIF model
+
+
+def choose_camera_mode(config: ProcessConfig, source_photos: list[Path]) -> str:
+    """'single' when every photo has one size and one EXIF camera (one device, its intrinsics
+    shared and well constrained), else 'per_image' (mixed cameras, unknown intrinsics)."""
+    if config.camera_mode != "auto":
+        return config.camera_mode
+    return "single" if len({_camera_signature(p) for p in source_photos}) == 1 else "per_image"
+
+
+def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str) -> Path:
     """Extraction, matching and mapping into `<out>/sparse/0` (the largest model)."""
     import pycolmap
 
     images, database = out / "images", out / "database.db"
-    modes = {"auto": pycolmap.CameraMode.AUTO, "single": pycolmap.CameraMode.SINGLE,
-             "per_image": pycolmap.CameraMode.PER_IMAGE}
-    if config.camera_mode not in modes:
-        raise ValueError(f"camera_mode must be one of {sorted(modes)}, got {config.camera_mode!r}")
+    modes = {"single": pycolmap.CameraMode.SINGLE, "per_image": pycolmap.CameraMode.PER_IMAGE}
+    if camera_mode not in modes:
+        raise ValueError(f"camera_mode must be auto, single or per_image, got {camera_mode!r}")
+    if config.refine_principal_point not in ("auto", "yes", "no"):
+        raise ValueError(f"refine_principal_point must be auto, yes or no, got {config.refine_principal_point!r}")
+    n_images = sum(1 for _ in images.iterdir())
+    refine_pp = config.refine_principal_point == "yes" or (
+        config.refine_principal_point == "auto" and camera_mode == "single" and n_images >= 8)
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = config.camera_model
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = config.num_threads
     extraction.use_gpu = False
-    pycolmap.extract_features(database, images, camera_mode=modes[config.camera_mode], reader_options=reader,
+    pycolmap.extract_features(database, images, camera_mode=modes[camera_mode], reader_options=reader,
                               extraction_options=extraction, device=pycolmap.Device.cpu)
     if sequential:
         pycolmap.match_sequential(database, device=pycolmap.Device.cpu)
@@ -151,6 +171,7 @@ def run_sfm(out: Path, config: ProcessConfig, sequential: bool) -> Path:
     options.min_model_size = MIN_REGISTERED
     options.num_threads = config.num_threads
     options.random_seed = config.seed
+    options.ba_refine_principal_point = refine_pp
     models = pycolmap.incremental_mapping(database, images, out / "sparse_all", options=options)
     if not models:
         raise DatasetError(f"{images}: structure-from-motion found no model (no image pair with enough matches). "
@@ -198,15 +219,17 @@ def process(source: str | Path, out: str | Path, config: ProcessConfig = Process
     out.mkdir(parents=True, exist_ok=True)
     if is_video:
         names = extract_frames(source, out / "images", config.frames, config.max_side)
+        camera_mode = "single" if config.camera_mode == "auto" else config.camera_mode
     else:
         names = copy_photos(source, out / "images", config.max_side)
+        camera_mode = choose_camera_mode(config, sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
     if len(names) < MIN_REGISTERED:
         raise DatasetError(f"{source}: {len(names)} image(s); structure-from-motion needs at least {MIN_REGISTERED} "
                            "overlapping photos (20-100 is typical).")
     matcher = config.matcher if config.matcher != "auto" else ("sequential" if is_video else "exhaustive")
     if matcher not in ("exhaustive", "sequential"):
         raise ValueError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
-    model_dir = run_sfm(out, config, matcher == "sequential")
+    model_dir = run_sfm(out, config, matcher == "sequential", camera_mode)
     model = read_model(model_dir)
     registered = sorted(im.name for im in model.images.values())
     result = ProcessResult(out, len(names), registered, sorted(set(names) - set(registered)))
