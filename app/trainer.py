@@ -39,8 +39,9 @@ class TrainerConfig:
     """upper bound of the dynamic ray batch"""
     render_steps: int = 512
     """marching step = scene-box diagonal / render_steps"""
-    cone_angle: float = 0.0
-    """step growth with distance (0: constant steps; 1/256 for large scenes)"""
+    cone_angle: float | None = None
+    """step growth with distance, dt = max(step, t * cone_angle); None: 0 for a single-cascade (bounded)
+    scene, 1/256 when the grid has several cascades (Instant-NGP's choice for large scenes)"""
     max_samples: int = 1024
     """samples per ray at most"""
     grid_resolution: int = 128
@@ -135,6 +136,7 @@ class Trainer:
         self.cameras = train.cameras.to(self.device)
         box = grid.aabb
         self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
+        self.cone_angle = config.cone_angle if config.cone_angle is not None else (1 / 256 if grid.levels > 1 else 0.0)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         groups = model.param_groups()
         for g in groups:
@@ -204,7 +206,7 @@ class Trainer:
         n_rays = int(self._n_rays)
         rays_o, rays_d, background, target = self._batch(n_rays)
         samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
-                        far=self.cameras.far, cone_angle=c.cone_angle, max_samples=c.max_samples)
+                        far=self.cameras.far, cone_angle=self.cone_angle, max_samples=c.max_samples)
         out = render(samples, rays_o, rays_d, self._rgb_sigma, background=background)
         loss = self._loss(out.rgb, target)
         for value in self.model.regularizers().values():
@@ -294,7 +296,7 @@ class Trainer:
         rays = cams.image_rays(index)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
         out = render_image(rays.origins, rays.directions, self.grid, self._rgb_sigma, step_size=self.step_size,
-                           near=cams.near, far=cams.far, cone_angle=self.config.cone_angle,
+                           near=cams.near, far=cams.far, cone_angle=self.cone_angle,
                            max_samples=self.config.max_samples, background=bg, chunk=self.config.chunk)
         return {k: v.reshape(cams.height, cams.width, *v.shape[1:]) for k, v in out.items()}
 
