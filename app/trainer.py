@@ -41,7 +41,7 @@ class TrainerConfig:
     """marching step = scene-box diagonal / render_steps"""
     cone_angle: float | None = None
     """step growth with distance, dt = max(step, t * cone_angle); None: 0 for a single-cascade (bounded)
-    scene, 1/256 when the grid has several cascades (Instant-NGP's choice for large scenes)"""
+    scene; with several cascades, one pixel's angle (1 / focal) but at least Instant-NGP's 1/256"""
     max_samples: int = 1024
     """samples per ray at most"""
     grid_resolution: int = 128
@@ -136,7 +136,8 @@ class Trainer:
         self.cameras = train.cameras.to(self.device)
         box = grid.aabb
         self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
-        self.cone_angle = config.cone_angle if config.cone_angle is not None else (1 / 256 if grid.levels > 1 else 0.0)
+        self.cone_angle = config.cone_angle if config.cone_angle is not None else (
+            max(1 / 256, 1 / float(self.cameras.fx.mean())) if grid.levels > 1 else 0.0)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         groups = model.param_groups()
         for g in groups:

@@ -1,12 +1,16 @@
 """Fit quality against training time on this machine: held-out PSNR/SSIM after fixed budgets of
 training time, training throughput (rays/s, field points/s) and the render time of one view.
 
-Scenes: NeRF-Synthetic mic at 100x100 (train on its 100 train views, evaluate on the 50 present
-val views, white background; needs $ONEFIELD_DATA) and the built-in procedural shapes scene
-(64 train / 16 held-out views at 100x100). One fresh run per budget, through the same `FitJob`
-the CLI uses, equivalent to
+Scenes (default: mic and shapes):
+- mic: NeRF-Synthetic mic at 100x100 (its 100 train views; the 50 present val views, on white);
+- shapes: the built-in procedural scene (64 train / 16 held-out views at 100x100);
+- fern: LLFF fern at 252x189 (images_16; every 8th view held out);
+- fox: instant-ngp fox at 135x240 (downscale 8, OPENCV distortion; every 8th view held out);
+- castle: sceaux-castle after `onefield process` (photos at 1000 px, then downscale 8 to 125x94;
+  every 8th view held out).
+One fresh run per budget, through the same `FitJob` the CLI uses, equivalent to
 
-    onefield fit DATA --minutes M --downscale 8 --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512
+    onefield fit DATA --minutes M --downscale K --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
 samples in training steps (the occupancy-grid probes come on top).
@@ -25,6 +29,7 @@ from onefield.app.fit import FitJob
 from onefield.app.runs import DataSpec
 from onefield.app.trainer import TrainerConfig
 from onefield.scenes import make_shapes_scene
+from onefield.scenes.sfm import ProcessConfig, process
 
 
 def fit_once(data: DataSpec, minutes: float, out: Path) -> dict[str, float]:
@@ -42,18 +47,21 @@ def fit_once(data: DataSpec, minutes: float, out: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 2.0, 5.0])
-    parser.add_argument("--scenes", nargs="+", default=["mic", "shapes"], choices=["mic", "shapes"])
+    parser.add_argument("--scenes", nargs="+", default=["mic", "shapes"], choices=["mic", "shapes", "fern", "fox", "castle"])
     args = parser.parse_args()
     torch.manual_seed(0)
     data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        specs = {}
-        if "mic" in args.scenes:
-            specs["mic"] = DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=8, eval_split="val")
-        if "shapes" in args.scenes:
-            scene = make_shapes_scene(Path(tmp) / "shapes", n_train=64, n_test=16, size=100)
-            specs["shapes"] = DataSpec(str(scene.root))
+        makers = {
+            "mic": lambda: DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=8, eval_split="val"),
+            "shapes": lambda: DataSpec(str(make_shapes_scene(Path(tmp) / "shapes", 64, 16, 100).root)),
+            "fern": lambda: DataSpec(str(data_root / "llff-fern"), downscale=16),
+            "fox": lambda: DataSpec(str(data_root / "ingp-fox"), downscale=8),
+            "castle": lambda: DataSpec(str(process(data_root / "sceaux-castle" / "images", Path(tmp) / "castle",
+                                                   ProcessConfig(max_side=1000)).out), downscale=8),
+        }
+        specs = {name: makers[name]() for name in args.scenes}
         for name, spec in specs.items():
             rows = []
             for minutes in args.minutes:
