@@ -35,6 +35,8 @@ def info() -> int:
 
 def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = None, minutes: float | None = None,
         downscale: float = 1.0, out: Path = Path("runs"), device: str = "cpu", eval_split: str = "auto",
+        aabb: tuple[float, float, float, float, float, float] | None = None, near: float | None = None,
+        far: float | None = None, cascades: int | None = None,
         hashgrid: HashGridFieldConfig = HashGridFieldConfig(), trainer: TrainerConfig = TrainerConfig()) -> int:
     """Fit a field to a posed dataset and evaluate it on held-out views.
 
@@ -50,6 +52,10 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         out: root folder of the runs.
         device: cpu, or cuda on a machine with a CUDA GPU.
         eval_split: held-out views: 'auto' (Blender: test, else val; other formats: every 8th view), a split name, or 'none'.
+        aabb: scene box (min x y z, max x y z) replacing the one the reader chose.
+        near: ray start distance replacing the reader's.
+        far: ray end distance replacing the reader's.
+        cascades: occupancy cascades replacing the reader's (the scene reaches the box scaled by 2^(cascades-1)).
         hashgrid: options of the hashgrid field.
         trainer: options of the training loop.
     """
@@ -65,7 +71,8 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         configs = {"hashgrid": hashgrid}
         if field not in configs:
             raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
-        job = FitJob.create(DataSpec(str(data), downscale, eval_split), field, configs[field], trainer, out, device)
+        spec = DataSpec(str(data), downscale, eval_split, aabb=aabb, near=near, far=far, cascades=cascades)
+        job = FitJob.create(spec, field, configs[field], trainer, out, device)
     except USER_ERRORS as error:
         return _fail("fit", error)
     return train_with_progress(job)

@@ -31,11 +31,37 @@ class DataSpec:
     eval_split: str = "auto"
     """held-out views: 'auto' (Blender: test, else val; otherwise every 8th view), a split name, or 'none'"""
     format: str = "auto"
-    """dataset format: auto, blender, transforms or llff"""
+    """dataset format: auto, blender, transforms, llff, colmap, dtu or strecha"""
+    aabb: tuple[float, float, float, float, float, float] | None = None
+    """scene box (min xyz, max xyz) replacing the reader's choice"""
+    near: float | None = None
+    """ray start distance replacing the reader's choice"""
+    far: float | None = None
+    """ray end distance replacing the reader's choice"""
+    cascades: int | None = None
+    """occupancy cascades replacing the reader's choice (the scene reaches the box scaled by 2^(cascades-1))"""
 
     def load(self) -> tuple[PosedImages, PosedImages | None, str | None]:
-        """(training views, held-out views or None, name of the held-out set)."""
-        return load_scene(self.path, self.format, self.downscale, self.eval_split)
+        """(training views, held-out views or None, name of the held-out set), with the overrides."""
+        train, held_out, name = load_scene(self.path, self.format, self.downscale, self.eval_split)
+        return self._override(train), (self._override(held_out) if held_out is not None else None), name
+
+    def _override(self, data: PosedImages) -> PosedImages:
+        if self.aabb is not None:
+            if len(self.aabb) != 6 or any(hi <= lo for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
+                raise ValueError(f"aabb must be min xyz then max xyz with max > min, got {list(self.aabb)}")
+            data.aabb = tuple(float(v) for v in self.aabb)  # type: ignore[assignment]
+        if self.cascades is not None:
+            if not 1 <= self.cascades <= 8:
+                raise ValueError(f"cascades must be 1..8, got {self.cascades}")
+            data.cascades = self.cascades
+        if self.near is not None:
+            data.cameras.near = self.near
+        if self.far is not None:
+            data.cameras.far = self.far
+        if data.cameras.far <= data.cameras.near:
+            raise ValueError(f"far ({data.cameras.far}) must exceed near ({data.cameras.near})")
+        return data
 
 
 @dataclass

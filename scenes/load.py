@@ -4,12 +4,13 @@ import re
 from pathlib import Path
 
 from .blender import read_blender
+from .calibrated import read_dtu, read_strecha
 from .colmap_scene import find_model, read_colmap_scene
 from .dataset import DatasetError, PosedImages
 from .llff import read_llff
 from .transforms import read_transforms
 
-FORMATS = ("auto", "blender", "transforms", "llff", "colmap")
+FORMATS = ("auto", "blender", "transforms", "llff", "colmap", "dtu", "strecha")
 HOLD_EVERY = 8  # views 0, 8, 16... are held out where the format has no split (the LLFF protocol)
 
 
@@ -20,6 +21,10 @@ def detect_format(path: Path) -> str:
         return "transforms"
     if (path / "poses_bounds.npy").is_file():
         return "llff"
+    if (path / "cameras.npz").is_file():
+        return "dtu"
+    if (path / "gt_dense_cameras").is_dir():
+        return "strecha"
     if (path / "images").is_dir():
         try:
             find_model(path)
@@ -30,7 +35,8 @@ def detect_format(path: Path) -> str:
         raise DatasetError(f"{path}: no such folder.")
     raise DatasetError(f"{path}: no known dataset here. onefield reads a Blender/NeRF-Synthetic folder "
                        "(transforms_train.json), an instant-ngp/nerfstudio transforms.json, an LLFF folder "
-                       "(poses_bounds.npy + images_*), or a COLMAP project (sparse/0 + images).")
+                       "(poses_bounds.npy + images_*), a COLMAP project (sparse/0 + images), a DTU/IDR scan "
+                       "(cameras.npz + image/) or a Strecha set (gt_dense_cameras/ + images/).")
 
 
 def _llff_factor(path: Path, downscale: float) -> int:
@@ -66,6 +72,10 @@ def load_scene(path: str | Path, format: str = "auto", downscale: float = 1.0,
         views = read_transforms(path, downscale)
     elif fmt == "colmap":
         views = read_colmap_scene(path, downscale=downscale)
+    elif fmt == "dtu":
+        views = read_dtu(path, downscale=downscale)
+    elif fmt == "strecha":
+        views = read_strecha(path, downscale=downscale)
     else:
         factor = _llff_factor(path, downscale)
         views = read_llff(path, factor, downscale / factor)

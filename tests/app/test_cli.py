@@ -71,6 +71,22 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "unknown field backend 'voxels'" in capsys.readouterr().err
 
 
+def test_fit_scene_overrides(shapes_scene, tmp_path, capsys):
+    out = tmp_path / "runs"
+    args = ["fit", str(shapes_scene.root), "--steps", "2", "--out", str(out), *TINY]
+    assert main([*args, "--aabb", "-1.2", "-1.1", "-1", "1", "1.1", "1.2", "--near", "1.5", "--far", "5",
+                 "--cascades", "2"]) == 0
+    run = next((out / shapes_scene.root.name / "hashgrid").iterdir())
+    config = json.loads((run / "config.json").read_text())
+    assert config["aabb"] == [-1.2, -1.1, -1.0, 1.0, 1.1, 1.2] and config["grid_levels"] == 2
+    assert config["data"]["near"] == 1.5 and config["data"]["far"] == 5.0
+    capsys.readouterr()
+    assert main([*args, "--near", "3", "--far", "2"]) == 2
+    assert "far (2.0) must exceed near (3.0)" in capsys.readouterr().err
+    assert main([*args, "--aabb", "1", "0", "0", "0", "1", "1"]) == 2
+    assert "aabb must be min xyz then max xyz" in capsys.readouterr().err
+
+
 def test_demo_command(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--minutes", "0.05", "--size", "24", "--views", "8"]) == 0
     printed = capsys.readouterr().out

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from onefield.scenes import DatasetError, look_at
+from onefield.scenes import DatasetError, detect_format, look_at
 from onefield.scenes.calibrated import decompose_projection, read_dtu, read_strecha, read_strecha_camera
 
 
@@ -36,6 +36,7 @@ def test_dtu_cameras_npz(tmp_path):
         arrays[f"world_mat_{i}"], arrays[f"scale_mat_{i}"] = world, scale_mat
         Image.new("RGB", (80, 60), (i * 50, 0, 0)).save(tmp_path / "image" / f"{i:06d}.png")
     np.savez(tmp_path / "cameras.npz", **arrays)
+    assert detect_format(tmp_path) == "dtu"
     data = read_dtu(tmp_path, use_cache=False)
     torch.testing.assert_close(data.cameras.c2w, torch.tensor(np.stack(expected), dtype=torch.float32), atol=1e-5, rtol=0)
     assert float(data.cameras.fx[0]) == pytest.approx(300.0) and float(data.cameras.fy[0]) == pytest.approx(303.0)
@@ -52,6 +53,7 @@ def test_strecha_herz_jesus(data_root):
     k, radial, c2w, size = read_strecha_camera(root / "gt_dense_cameras" / "0000.jpg.camera")
     assert size == (3072, 2048) and k[0, 0] == pytest.approx(2759.48) and not radial.any()
     np.testing.assert_allclose(c2w[:, :3] @ c2w[:, :3].T, np.eye(3), atol=1e-4)
+    assert detect_format(root) == "strecha"
     data = read_strecha(root, downscale=16)
     assert data.images.shape == (8, 128, 192, 4) and data.cameras.distortion is None
     assert float(data.cameras.fx[0]) == pytest.approx(2759.48 / 16, rel=1e-4)

@@ -76,6 +76,18 @@ def test_process_refuses_bad_input(tmp_path, castle_subset, castle_processed):
         process(tmp_path / "nowhere", tmp_path / "o5")
 
 
+def test_unrelated_photos_give_no_model(tmp_path, data_root, castle_subset):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for photo in sorted(castle_subset.glob("*.[jJ][pP][gG]"))[:2]:
+        shutil.copy(photo, mixed)
+    for photo in sorted((data_root / "strecha-Herz-Jesus-P8" / "images").iterdir())[:1]:
+        shutil.copy(photo, mixed / f"herz_{photo.name}")
+    with pytest.raises(DatasetError, match="found no model.*more overlap"):
+        process(mixed, tmp_path / "out", SMALL)
+    assert (tmp_path / "out" / "images").is_dir()  # what was prepared is kept for inspection
+
+
 def test_video_frames_skip_blurred_ones(tmp_path):
     rng = np.random.default_rng(0)
     base = (rng.random((64, 96, 3)) * 255).astype(np.uint8)
