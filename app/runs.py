@@ -110,9 +110,10 @@ def new_run_dir(out: Path, scene: str, backend: str) -> Path:
 
 
 def build_model(config: RunConfig, device: str) -> tuple[Field, OccupancyGrid]:
-    """The field over the whole scene (the base box scaled by 2^(levels-1)) and the cascaded grid."""
+    """The field (contracting space beyond the base box when there are several cascades) and the
+    cascaded occupancy grid, both over the same scene."""
     grid = OccupancyGrid(config.aabb, config.grid_resolution, config.grid_levels).to(device)
-    model = fields.build(config.field, grid.outer_aabb().tolist(), config.field_config, device=device)
+    model = fields.build(config.field, config.aabb, config.field_config, device=device, cascades=config.grid_levels)
     return model, grid
 
 

@@ -46,17 +46,29 @@ class Field(torch.nn.Module):
     name: ClassVar[str]
     config_class: ClassVar[type]
 
-    def __init__(self, config: Any, aabb: Sequence[float] | Tensor):
+    def __init__(self, config: Any, aabb: Sequence[float] | Tensor, cascades: int = 1):
         super().__init__()
         box = torch.as_tensor(aabb, dtype=torch.float32).flatten()
         if box.numel() != 6 or not bool((box[3:] > box[:3]).all()):
             raise ValueError(f"aabb must be (min xyz, max xyz) with max > min, got {box.tolist()}")
+        if not 1 <= cascades <= 16:
+            raise ValueError(f"cascades must be in [1, 16], got {cascades}")
         self.config = config
-        self.register_buffer("aabb", box)
+        self.cascades = cascades
+        self.register_buffer("aabb", box)  # the base box; the scene reaches it scaled by 2^(cascades-1)
 
     def normalize(self, x: Tensor) -> Tensor:
-        """World positions [N, 3] -> [0, 1]^3 over the scene box (clamped)."""
-        return ((x - self.aabb[:3]) / (self.aabb[3:] - self.aabb[:3])).clamp(0.0, 1.0)
+        """World positions [N, 3] -> [0, 1]^3. One cascade: linear over the box (clamped). Several:
+        the mip-NeRF 360 contraction (with the max norm) of box coordinates u: u inside the box,
+        (2 - 1/|u|) u/|u| outside, so the base box keeps half of the encoding's range and the far
+        cascades, coarse in the occupancy grid too, share the rest."""
+        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
+        if self.cascades == 1:
+            return (u * 0.5 + 0.5).clamp(0.0, 1.0)
+        norm = u.abs().amax(-1, keepdim=True).clamp(min=1.0)  # [N, 1]
+        contracted = torch.where(norm > 1.0, (2.0 - 1.0 / norm) * u / norm, u)  # [-2, 2]^3
+        return (contracted * 0.25 + 0.5).clamp(0.0, 1.0)
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(unclipped density logit [N], 15-d geometry feature [N, 15])."""
@@ -93,4 +105,7 @@ class Field(torch.nn.Module):
         return dataclasses.asdict(self.config)
 
     def _inside(self, x: Tensor) -> Tensor:
-        return ((x >= self.aabb[:3]) & (x <= self.aabb[3:])).all(-1).to(x.dtype)
+        """1 inside the whole scene (the base box scaled by 2^(cascades-1)), else 0; [N]."""
+        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        reach = half * float(1 << (self.cascades - 1))
+        return ((x - center).abs() <= reach).all(-1).to(x.dtype)

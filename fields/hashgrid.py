@@ -59,8 +59,9 @@ class HashGridField(Field):
     name = "hashgrid"
     config_class = HashGridFieldConfig
 
-    def __init__(self, config: HashGridFieldConfig, aabb: Sequence[float] | Tensor, device: torch.device | str = "cpu"):
-        super().__init__(config, aabb)
+    def __init__(self, config: HashGridFieldConfig, aabb: Sequence[float] | Tensor, device: torch.device | str = "cpu",
+                 cascades: int = 1):
+        super().__init__(config, aabb, cascades)
         grid = HashGridConfig(config.n_levels, config.n_features, config.log2_table_size, config.base_resolution,
                               config.max_resolution)
         self.encoding = HashGridEncoding(grid, device=device, implementation=config.implementation)

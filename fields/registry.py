@@ -43,11 +43,13 @@ def make_config(name: str, values: Mapping[str, Any] | None = None) -> Any:
     return cls(**values)
 
 
-def build(name: str, aabb: Sequence[float] | Tensor, config: Any = None, device: str = "cpu") -> Field:
-    """A new field of backend `name` over `aabb`; `config` is its dataclass, a dict or None."""
+def build(name: str, aabb: Sequence[float] | Tensor, config: Any = None, device: str = "cpu",
+          cascades: int = 1) -> Field:
+    """A new field of backend `name` over the base box `aabb` (the scene reaching it scaled by
+    2^(cascades-1)); `config` is its dataclass, a dict or None."""
     cls = field_class(name)
     if config is None or isinstance(config, Mapping):
         config = make_config(name, config)
     elif not isinstance(config, cls.config_class):
         raise TypeError(f"field {name!r} takes a {cls.config_class.__name__}, got {type(config).__name__}")
-    return cls(config, aabb, device=device)
+    return cls(config, aabb, device=device, cascades=cascades)

@@ -74,3 +74,21 @@ def test_config_round_trips_through_plain_data():
     again.load_state_dict(field.state_dict())
     x = torch.rand(10, 3) * 0.5
     torch.testing.assert_close(again.density(x), field.density(x))
+
+
+def test_contraction_beyond_the_base_box():
+    field = fields.build("hashgrid", AABB, SMALL, cascades=3)  # the scene reaches 4x the base box
+    center = torch.tensor([0.0, 0.0, 1.0])
+    half = torch.tensor([1.0, 2.0, 2.0])
+    # inside the base box: linear, onto the middle half of [0, 1]
+    x = center + half * torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(field.normalize(x), torch.tensor([[0.625, 0.25, 0.5], [0.5, 0.5, 0.5]]))
+    # outside: continuous at the box, monotonic, and approaching the edge of [0, 1] at infinity
+    t = torch.tensor([1.0, 1.5, 3.0, 4.0])[:, None]
+    u = field.normalize(center + half * torch.tensor([1.0, 0.5, 0.0]) * t)
+    assert u[0, 0] == pytest.approx(0.75) and bool((u[1:, 0] > u[:-1, 0]).all()) and float(u[-1, 0]) < 1.0
+    assert u[2, 0] == pytest.approx(0.5 + 0.25 * (2 - 1 / 3)) and u[2, 1] == pytest.approx(0.5 + 0.25 * (2 - 1 / 3) * 0.5)
+    # density is zero beyond the scene (4x the base box), not at the base box
+    far = center + half * torch.tensor([[3.9, 0.0, 0.0], [4.1, 0.0, 0.0]])
+    sigma = field.density(far)
+    assert float(sigma[0]) > 0 and float(sigma[1]) == 0
