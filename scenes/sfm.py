@@ -41,6 +41,8 @@ class ProcessConfig:
     """CPU threads for pycolmap (-1: all)"""
     seed: int = 0
     """random seed of the mapper"""
+    verbose: bool = False
+    """show COLMAP's progress log (otherwise only its warnings and errors)"""
     refine_principal_point: str = "auto"
     """let bundle adjustment move the principal point: auto (when 8+ photos share one camera), yes or no"""
 
@@ -147,13 +149,25 @@ def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str
     """Extraction, matching and mapping into `<out>/sparse/0` (the largest model)."""
     import pycolmap
 
-    images, database = out / "images", out / "database.db"
-    modes = {"single": pycolmap.CameraMode.SINGLE, "per_image": pycolmap.CameraMode.PER_IMAGE}
-    if camera_mode not in modes:
+    if camera_mode not in ("single", "per_image"):
         raise ValueError(f"camera_mode must be auto, single or per_image, got {camera_mode!r}")
     if config.refine_principal_point not in ("auto", "yes", "no"):
         raise ValueError(f"refine_principal_point must be auto, yes or no, got {config.refine_principal_point!r}")
-    n_images = sum(1 for _ in images.iterdir())
+    n_images = sum(1 for _ in (out / "images").iterdir())
+    quiet_level = pycolmap.logging.minloglevel
+    if not config.verbose:
+        pycolmap.logging.minloglevel = 1  # warnings and errors only
+    try:
+        return _sfm(out, config, sequential, camera_mode, n_images)
+    finally:
+        pycolmap.logging.minloglevel = quiet_level
+
+
+def _sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str, n_images: int) -> Path:
+    import pycolmap
+
+    images, database = out / "images", out / "database.db"
+    modes = {"single": pycolmap.CameraMode.SINGLE, "per_image": pycolmap.CameraMode.PER_IMAGE}
     refine_pp = config.refine_principal_point == "yes" or (
         config.refine_principal_point == "auto" and camera_mode == "single" and n_images >= 8)
     reader = pycolmap.ImageReaderOptions()
