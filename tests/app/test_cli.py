@@ -113,3 +113,30 @@ def test_process_command(data_root, tmp_path, capsys):
     assert (out / "transforms.json").is_file()
     assert main(["process", str(photos), "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_a_checkpoint(shapes_scene, tmp_path):
+    """A real SIGINT to a running `onefield fit`: exit code 130, a checkpoint of the step it
+    reached, and the command that resumes it."""
+    import signal
+    import time
+
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "onefield.app.cli", "fit", str(shapes_scene.root), "--steps",
+                             "100000", "--out", str(out), *TINY], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    metrics = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list(out.glob("*/hashgrid/*/metrics.jsonl"))
+        if found and found[0].read_text().count("\n") >= 2:  # at least 100 steps logged
+            metrics = found[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stderr and "onefield resume" in stderr
+    state = json.loads((metrics.parent / "checkpoints" / "latest" / "trainer.json").read_text())["state"]
+    assert state["step"] >= 100
