@@ -13,7 +13,8 @@ One fresh run per budget, through the same `FitJob` the CLI uses, equivalent to
     onefield fit DATA --minutes M --downscale K --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
-samples in training steps (the occupancy-grid probes come on top).
+samples in training steps (the occupancy-grid probes come on top). Each row also lists the PSNR
+of every held-out view and the mean PSNR of up to 16 training views (fit versus generalisation).
 """
 
 import argparse
@@ -38,7 +39,9 @@ def fit_once(data: DataSpec, minutes: float, out: Path) -> dict[str, float]:
     state = job.run()
     result = job.final_eval
     assert result is not None
-    return {"minutes": minutes, "steps": state.step, "train_seconds": round(state.seconds, 2),
+    train_views = job.trainer.evaluate(job.trainer.train_data, max_views=16)  # diagnosis: fit vs generalisation
+    return {"psnr_per_view": [round(p, 2) for p in result.psnr], "train_views_psnr": round(train_views.mean_psnr, 3),
+            "minutes": minutes, "steps": state.step, "train_seconds": round(state.seconds, 2),
             "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
             "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr)}
