@@ -107,3 +107,17 @@ def test_video_frames_skip_blurred_ones(tmp_path):
     assert len(names) == 4 and "frame_00004.jpg" not in names
     with Image.open(tmp_path / "images" / names[0]) as im:
         assert im.size == (48, 32)
+
+
+def test_colmap_project_reader_on_a_real_model(castle_processed):
+    """The sparse model pycolmap wrote, read as a COLMAP project, agrees with transforms.json."""
+    from onefield.scenes.colmap_scene import read_colmap_scene
+    from onefield.scenes.transforms import read_transforms
+
+    colmap = read_colmap_scene(castle_processed.out, downscale=4)
+    transforms = read_transforms(castle_processed.out, downscale=4)
+    assert colmap.names == transforms.names and len(colmap) == 6
+    assert colmap.cascades == transforms.cascades
+    np.testing.assert_allclose(colmap.cameras.c2w.numpy(), transforms.cameras.c2w.numpy(), atol=1e-4)
+    np.testing.assert_allclose(colmap.cameras.fx.numpy(), transforms.cameras.fx.numpy(), rtol=1e-5)
+    assert colmap.cameras.distortion is not None  # OPENCV: k1, k2, p1, p2 estimated
