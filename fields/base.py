@@ -5,6 +5,7 @@ renderers never see this class: the trainer hands them `field.density` and `fiel
 callables.
 """
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -36,11 +37,12 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
-class Field(torch.nn.Module):
+class Field(torch.nn.Module, abc.ABC):
     """Base class of the volumetric backends.
 
-    Subclasses set `name` and `config_class`, take `(config, aabb)` in their constructor and
-    implement `features` and `color`; `density` and `forward` follow from them.
+    Subclasses set `name` and `config_class`, take `(config, aabb, device, cascades)` in their
+    constructor and implement `raw`, `color` and `param_groups`; `features`, `density` and
+    `forward` follow from them (a subclass missing one cannot be instantiated).
     """
 
     name: ClassVar[str]
@@ -70,13 +72,13 @@ class Field(torch.nn.Module):
         contracted = torch.where(norm > 1.0, (2.0 - 1.0 / norm) * u / norm, u)  # [-2, 2]^3
         return (contracted * 0.25 + 0.5).clamp(0.0, 1.0)
 
+    @abc.abstractmethod
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(unclipped density logit [N], 15-d geometry feature [N, 15])."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
         """rgb [N, 3] in [0, 1] from geometry features [N, 15] and unit view directions [N, 3]."""
-        raise NotImplementedError
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The distillation hook: density logit clipped to SIGMA_LOGIT_RANGE [N], feature [N, 15]."""
@@ -93,9 +95,9 @@ class Field(torch.nn.Module):
         logit, feat = self.raw(x)
         return trunc_exp(logit) * self._inside(x), self.color(feat, d)
 
+    @abc.abstractmethod
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer groups: dicts with 'name', 'params' and 'lr'."""
-        raise NotImplementedError
 
     def regularizers(self) -> dict[str, Tensor]:
         """Named scalar losses added to the photometric loss (TV, L1...); none by default."""

@@ -15,7 +15,7 @@ import torch
 
 from .cameras import Cameras
 from .dataset import DatasetError, PosedImages
-from .frames import load_images
+from .frames import image_size, load_images
 from .sfm import IMAGE_SUFFIXES
 
 
@@ -58,7 +58,7 @@ def read_dtu(root: str | Path, images: str = "image", downscale: float = 1.0, us
         c2ws.append(c2w)
     pixels = load_images(path, files, downscale, use_cache)
     height, width = pixels.shape[1:3]
-    with_image = _size(files[0])
+    with_image = image_size(files[0])
     sx, sy = width / with_image[0], height / with_image[1]
     kk = np.stack(ks)
     cameras = Cameras(torch.tensor(np.stack(c2ws), dtype=torch.float32), torch.tensor(kk[:, 0, 0] * sx).float(),
@@ -67,12 +67,6 @@ def read_dtu(root: str | Path, images: str = "image", downscale: float = 1.0, us
     has_alpha = bool((pixels[..., 3] < 255).any())
     return PosedImages(cameras, pixels, [p.name for p in files], (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), has_alpha, 2)
 
-
-def _size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.width, im.height
 
 
 def read_strecha_camera(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:

@@ -39,6 +39,20 @@ def downscale_rgba(images: Tensor, width: int, height: int) -> Tensor:
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    with Image.open(path) as im:
+        return im.width, im.height
+
+
+def fit_max_side(im: Image.Image, max_side: int) -> Image.Image:
+    """`im` shrunk (Lanczos) so its longest side is at most max_side; unchanged if already smaller."""
+    scale = max_side / max(im.size)
+    if scale >= 1:
+        return im
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
+
+
 def _frame_image(root: Path, file_path: str) -> Path:
     path = (root / file_path).resolve()
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):

@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from .colmap import ColmapModel, read_model
 from .colmap_scene import colmap_intrinsics, normalize_scene
 from .dataset import DatasetError
+from .frames import fit_max_side
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -74,10 +75,7 @@ def _save_downscaled(src: Path, dst: Path, max_side: int) -> None:
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DatasetError(f"{src}: cannot read this image ({error}). Remove it from the folder or replace "
                            "it with a valid photo.") from error
-    scale = max_side / max(im.size)
-    if scale < 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
-    im.save(dst, quality=95)
+    fit_max_side(im, max_side).save(dst, quality=95)
 
 
 def copy_photos(source: Path, images: Path, max_side: int) -> list[str]:
@@ -122,11 +120,7 @@ def extract_frames(video: Path, images: Path, n_frames: int, max_side: int) -> l
         for i, frame in enumerate(reader):
             if i in keep:
                 name = f"frame_{i:05d}.jpg"
-                im = Image.fromarray(frame).convert("RGB")
-                scale = max_side / max(im.size)
-                if scale < 1:
-                    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
-                im.save(images / name, quality=95)
+                fit_max_side(Image.fromarray(frame).convert("RGB"), max_side).save(images / name, quality=95)
                 names.append(name)
     return names
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .frames import frame_pose, load_images, present_frames, read_json
+from .frames import frame_pose, image_size, load_images, present_frames, read_json
 from .cameras import Cameras
 from .dataset import DatasetError, PosedImages
 
@@ -96,7 +96,7 @@ def read_transforms(json_path: str | Path, downscale: float = 1.0, use_cache: bo
 
     images = load_images(json_path, paths, downscale, use_cache)
     height, width = images.shape[1:3]
-    full_w, full_h = _image_size(paths[0])
+    full_w, full_h = image_size(paths[0])
     k = torch.tensor([_intrinsics(json_path, meta, f, i, full_w, full_h) for i, f in zip(kept, frames)],
                      dtype=torch.float64)  # [N, 8]: fx fy cx cy (image on disk) k1 k2 p1 p2
     sx, sy = width / full_w, height / full_h  # our downscale
@@ -115,10 +115,3 @@ def read_transforms(json_path: str | Path, downscale: float = 1.0, use_cache: bo
                       (k[:, 3] * sy).float(), width, height, near, far, distortion)
     has_alpha = bool((images[..., 3] < 255).any())
     return PosedImages(cameras, images, [p.name for p in paths], aabb, has_alpha, cascades)  # type: ignore[arg-type]
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.width, im.height

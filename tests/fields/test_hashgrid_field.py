@@ -92,3 +92,16 @@ def test_contraction_beyond_the_base_box():
     far = center + half * torch.tensor([[3.9, 0.0, 0.0], [4.1, 0.0, 0.0]])
     sigma = field.density(far)
     assert float(sigma[0]) > 0 and float(sigma[1]) == 0
+
+
+def test_a_backend_must_implement_the_contract():
+    from onefield.fields.base import Field
+
+    class Incomplete(Field):
+        name = "incomplete"
+
+        def raw(self, x):
+            return x[:, 0], x.new_zeros(x.shape[0], 15)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete(None, AABB)
