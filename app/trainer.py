@@ -73,8 +73,9 @@ class TrainerConfig:
     """divergences tolerated (each restores the last good state and halves the learning rate)"""
     seed: int = 0
     """seed of the one generator behind every random choice"""
-    chunk: int = 8192
-    """rays per chunk when rendering whole images"""
+    chunk: int = 0
+    """rays per chunk when rendering whole images (0: 8192 on CPU, 2^18 on CUDA, where small chunks
+    leave the GPU idle behind kernel launches: 15 ms instead of 220 ms per 800x800 view on an H100)"""
 
     def __post_init__(self) -> None:
         if self.loss not in ("huber", "mse"):
@@ -116,7 +117,7 @@ class EvalResult:
     ssim: list[float]
     images: list[Tensor]  # [H, W, 3] renders
     targets: list[Tensor]  # [H, W, 3] ground truth on white
-    seconds_per_view: float
+    seconds_per_view: float  # rendering only, metrics excluded
 
     @property
     def mean_psnr(self) -> float:
@@ -298,7 +299,8 @@ class Trainer:
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
         out = render_image(rays.origins, rays.directions, self.grid, self._rgb_sigma, step_size=self.step_size,
                            near=cams.near, far=cams.far, cone_angle=self.cone_angle,
-                           max_samples=self.config.max_samples, background=bg, chunk=self.config.chunk)
+                           max_samples=self.config.max_samples, background=bg,
+                           chunk=self.config.chunk or (2**18 if self.device.type == "cuda" else 8192))
         return {k: v.reshape(cams.height, cams.width, *v.shape[1:]) for k, v in out.items()}
 
     @torch.no_grad()
@@ -310,15 +312,20 @@ class Trainer:
         n = len(data) if not max_views else min(max_views, len(data))
         white = torch.ones(3)
         result = EvalResult([], [], [], [], 0.0)
-        start = time.perf_counter()
+        render_seconds = 0.0
         for i in range(n):
-            pred = self.render_view(data.cameras, i)["rgb"].clamp(0, 1).cpu()
+            start = time.perf_counter()
+            pred = self.render_view(data.cameras, i)["rgb"].clamp(0, 1)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            render_seconds += time.perf_counter() - start
             target = data.composite(i, white)
-            result.psnr.append(psnr(pred, target))
-            result.ssim.append(ssim(pred, target))
-            result.images.append(pred)
+            # metrics on the render device: SSIM of an 800x800 view takes seconds on a CPU
+            result.psnr.append(psnr(pred, target.to(pred.device)))
+            result.ssim.append(ssim(pred, target.to(pred.device)))
+            result.images.append(pred.cpu())
             result.targets.append(target)
-        result.seconds_per_view = (time.perf_counter() - start) / n
+        result.seconds_per_view = render_seconds / n
         self.state.eval_psnr, self.state.eval_ssim = result.mean_psnr, result.mean_ssim
         self.last_eval_step = self.state.step
         self.state.preview = result.images[0]

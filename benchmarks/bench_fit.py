@@ -33,9 +33,9 @@ from onefield.scenes import make_shapes_scene
 from onefield.scenes.sfm import ProcessConfig, process
 
 
-def fit_once(data: DataSpec, minutes: float, out: Path) -> dict[str, float]:
+def fit_once(data: DataSpec, minutes: float, out: Path, device: str) -> dict[str, float]:
     trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0)
-    job = FitJob.create(data, "hashgrid", DEMO_FIELD, trainer, out)
+    job = FitJob.create(data, "hashgrid", DEMO_FIELD, trainer, out, device=device)
     state = job.run()
     result = job.final_eval
     assert result is not None
@@ -51,13 +51,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 2.0, 5.0])
     parser.add_argument("--scenes", nargs="+", default=["mic", "shapes"], choices=["mic", "shapes", "fern", "fox", "castle"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mic-downscale", type=int, default=8, help="8: 100x100 (CPU); 1: 800x800 (GPU)")
     args = parser.parse_args()
     torch.manual_seed(0)
     data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         makers = {
-            "mic": lambda: DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=8, eval_split="val"),
+            "mic": lambda: DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=args.mic_downscale, eval_split="val"),
             "shapes": lambda: DataSpec(str(make_shapes_scene(Path(tmp) / "shapes", 64, 16, 100).root)),
             "fern": lambda: DataSpec(str(data_root / "llff-fern"), downscale=16),
             "fox": lambda: DataSpec(str(data_root / "ingp-fox"), downscale=8),
@@ -68,13 +70,13 @@ def main() -> None:
         for name, spec in specs.items():
             rows = []
             for minutes in args.minutes:
-                row = fit_once(spec, minutes, Path(tmp) / "runs")
+                row = fit_once(spec, minutes, Path(tmp) / "runs", args.device)
                 rows.append(row)
                 print(f"{name:7s} {minutes:4.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
                       f"{row['steps']:6d} steps  {row['rays_per_s']:8d} rays/s  {row['points_per_s']:9d} points/s  "
                       f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows
-    finish("fit", figures)
+    finish("fit", figures | {"device": args.device})
 
 
 if __name__ == "__main__":
