@@ -6,7 +6,11 @@ from pathlib import Path
 
 import tyro
 
+from onefield.fields.finr import FINRConfig
 from onefield.fields.hashgrid import HashGridFieldConfig
+from onefield.fields.nerf_mlp import NerfMLPConfig
+from onefield.fields.tensorf import TensoRFCPConfig, TensoRFVMConfig
+from onefield.fields.triplane import TriplaneConfig
 from onefield.scenes import DatasetError
 from onefield.scenes.sfm import ProcessConfig
 
@@ -37,7 +41,10 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         downscale: float = 1.0, out: Path = Path("runs"), device: str = "cpu", eval_split: str = "auto",
         aabb: tuple[float, float, float, float, float, float] | None = None, near: float | None = None,
         far: float | None = None, cascades: int | None = None,
-        hashgrid: HashGridFieldConfig = HashGridFieldConfig(), trainer: TrainerConfig = TrainerConfig()) -> int:
+        hashgrid: HashGridFieldConfig = HashGridFieldConfig(), tensorf_vm: TensoRFVMConfig = TensoRFVMConfig(),
+        tensorf_cp: TensoRFCPConfig = TensoRFCPConfig(), triplane: TriplaneConfig = TriplaneConfig(),
+        finr: FINRConfig = FINRConfig(), mlp: NerfMLPConfig = NerfMLPConfig(),
+        trainer: TrainerConfig = TrainerConfig()) -> int:
     """Fit a field to a posed dataset and evaluate it on held-out views.
 
     The run is written to OUT/<scene>/<field>/<timestamp>/ (config.json, checkpoints/, metrics.jsonl).
@@ -45,7 +52,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
 
     Args:
         data: dataset folder: Blender/NeRF-Synthetic (transforms_train.json), instant-ngp/nerfstudio (transforms.json) or LLFF (poses_bounds.npy).
-        field: field backend to fit (hashgrid).
+        field: field backend to fit: hashgrid, tensorf-vm, tensorf-cp, triplane, finr or mlp (docs/fields/).
         steps: maximum optimisation steps (overrides --trainer.steps).
         minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
         downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
@@ -56,7 +63,12 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         near: ray start distance replacing the reader's.
         far: ray end distance replacing the reader's.
         cascades: occupancy cascades replacing the reader's (the scene reaches the box scaled by 2^(cascades-1)).
-        hashgrid: options of the hashgrid field.
+        hashgrid: options of the hashgrid field (Instant-NGP).
+        tensorf_vm: options of the tensorf-vm field (TensoRF, vector-matrix).
+        tensorf_cp: options of the tensorf-cp field (TensoRF, CP).
+        triplane: options of the triplane field (K-Planes).
+        finr: options of the finr field (functional tensor decomposition).
+        mlp: options of the mlp field (the original NeRF).
         trainer: options of the training loop.
     """
     from .fit import FitJob
@@ -68,7 +80,8 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         from dataclasses import replace
 
         trainer = replace(trainer, steps=steps or trainer.steps, minutes=minutes if minutes is not None else trainer.minutes)
-        configs = {"hashgrid": hashgrid}
+        configs = {"hashgrid": hashgrid, "tensorf-vm": tensorf_vm, "tensorf-cp": tensorf_cp, "triplane": triplane,
+                   "finr": finr, "mlp": mlp}
         if field not in configs:
             raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
         spec = DataSpec(str(data), downscale, eval_split, aabb=aabb, near=near, far=far, cascades=cascades)
@@ -141,6 +154,30 @@ def render(run: Positional[Path], frames: int = 60, fps: int = 30, device: str |
     return 0
 
 
+def slim(run: Positional[Path], rank: tuple[int, ...], device: str | None = None) -> int:
+    """Slim a rank-ordered model (tensorf-vm, tensorf-cp, finr) to smaller ranks without retraining
+    (SlimmeRF): RUN/slim/rank-K/ per rank (a run folder for eval/render) and RUN/slim/curve.json
+    (parameters, MB and held-out PSNR/SSIM per rank).
+
+    Args:
+        run: run folder written by `onefield fit`.
+        rank: density ranks to keep (appearance components follow in proportion), e.g. --rank 4 8 12 16.
+        device: cpu or cuda (default: the run's device).
+    """
+    from .slim import slim_run
+
+    _show_warnings()
+    try:
+        rows = slim_run(run, list(rank), device)
+    except USER_ERRORS as error:
+        return _fail("slim", error)
+    for row in rows:
+        quality = f"PSNR {row['psnr']:.2f} dB" if "psnr" in row else "no held-out views"
+        print(f"rank {row['rank']:4d}: {row['parameters']:>10,d} parameters ({row['megabytes']:.2f} MB), {quality}: {row['run']}")
+    print(f"curve: {(Path(run) / 'slim' / 'curve.json').resolve()}")
+    return 0
+
+
 def demo(out: Path = Path("runs"), minutes: float = 1.5, size: int = 100, views: int = 64,
          device: str = "cpu") -> int:
     """Make the built-in procedural scene, fit it, evaluate it and render it, then print a summary.
@@ -191,7 +228,7 @@ def process(source: Positional[Path], out: Path, colmap_model: Path | None = Non
     return 0
 
 
-COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "demo": demo, "info": info}
+COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "slim": slim, "demo": demo, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,15 +140,26 @@ class Trainer:
         self.cone_angle = config.cone_angle if config.cone_angle is not None else (
             max(1 / 256, 1 / float(self.cameras.fx.mean())) if grid.levels > 1 else 0.0)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
-        groups = model.param_groups()
-        for g in groups:
-            g["base_lr"] = g["lr"]
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        self.optimizer = self._make_optimizer()
         self.state = TrainState(rays=config.init_rays)
         self._n_rays = float(config.init_rays)
         self._loss_ema: float | None = None
         self._good: dict | None = None
         self.last_eval_step: int | None = None
+
+    def _make_optimizer(self) -> torch.optim.Adam:
+        groups = self.model.param_groups()
+        for g in groups:
+            g["base_lr"] = g["lr"]
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+
+    def _follow_schedule(self) -> None:
+        """Let the field upsample / shrink / grow its rank; parameters that changed shape get fresh
+        Adam moments (TensoRF rebuilds its optimizer after upsampling too)."""
+        grid_ready = self.state.step > self.config.grid_warmup_steps  # pruned at least once: worth reading
+        if self.model.update_schedule(self._progress(), self.grid if grid_ready else None):
+            self.optimizer = self._make_optimizer()
+            self._remember_good()
 
     # ---- one step -------------------------------------------------------------------------------
     def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -202,6 +213,7 @@ class Trainer:
         self.model.train()
         if s.step >= c.grid_warmup_steps and s.step % c.grid_update_every == 0:
             self._update_grid()
+        self._follow_schedule()
         if self._good is None:
             self._remember_good()
         self._set_lr()

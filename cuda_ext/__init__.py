@@ -1,5 +1,5 @@
 """Native kernels: ray/box intersection, occupancy grid, ray marching, packed volume rendering and
-hash encoding. Each op has a C++ (CPU), a CUDA and a pure-torch implementation of one algorithm;
+hash encoding, bilinear sampling of tensor factors. Each op has a C++ (CPU), a CUDA and a pure-torch implementation of one algorithm;
 see ``ops.py`` for dispatch and ``reference.py`` for the twins."""
 
 from ._loader import LOAD_ERROR, native
@@ -11,6 +11,7 @@ from .ops import (
     hash_encode,
     hash_grid_levels,
     march_rays,
+    plane_sample,
     ray_aabb_intersect,
     volume_render,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "hash_encode",
     "hash_grid_levels",
     "march_rays",
+    "plane_sample",
     "ray_aabb_intersect",
     "volume_render",
 ]

@@ -132,6 +132,32 @@ def hash_encode(x: Tensor, table: Tensor, scales: tuple[float, ...], resolutions
     return _HashEncode.apply(x.contiguous(), table.contiguous(), list(scales), list(resolutions))
 
 
+class _PlaneSample(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, plane, uv, k):
+        ctx.save_for_backward(uv)
+        ctx.shape = tuple(plane.shape)
+        return native.plane_sample_forward(plane, uv, k)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        (uv,) = ctx.saved_tensors
+        return native.plane_sample_backward(g_out.contiguous(), uv, *ctx.shape), None, None
+
+
+def plane_sample(plane: Tensor, uv: Tensor, k: int | None = None) -> Tensor:
+    """Bilinear samples [N, k] of the first k channels (default all) of a channels-last factor
+    plane [H, W, C] at uv [N, 2] in [-1, 1] (u along W, v along H, corners aligned; a line is
+    W = 1). Differentiable in `plane`; the native kernels give no gradient to `uv` (sample
+    positions are not learned), so a `uv` that requires grad takes the reference path."""
+    k = plane.shape[-1] if k is None else int(k)
+    uv = uv.to(plane.dtype)
+    if not _native(plane) or uv.requires_grad:
+        return reference.plane_sample(plane, uv, k)
+    return _PlaneSample.apply(plane.contiguous(), uv.contiguous(), k)
+
+
 def hash_grid_levels(n_levels: int, base_resolution: int, per_level_scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """Per-level grid scale s_l = base * b^l - 1 (rounded to float32) and resolution ceil(s_l) + 1."""
     scales = tuple(float(torch.tensor(base_resolution * per_level_scale**lv - 1.0, dtype=torch.float32))

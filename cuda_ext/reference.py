@@ -9,6 +9,7 @@ They are used when the extension is not built, when ``ONEFIELD_KERNELS=torch``, 
 
 import torch
 from torch import Tensor
+import torch.nn.functional as F
 
 MISS_T = 1e10
 PARALLEL_EPS = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernels' float constant
@@ -179,3 +180,11 @@ def hash_encode(x: Tensor, table: Tensor, scales: tuple[float, ...], resolutions
             idx = idx & (t_size - 1)
         out.append((w[..., None] * table[level][idx]).sum(1))  # [N, F]
     return torch.cat(out, -1)
+
+
+def plane_sample(plane: Tensor, uv: Tensor, k: int) -> Tensor:
+    """Bilinear samples [N, k] of the first k channels of plane [H, W, C] at uv [N, 2] in [-1, 1]
+    (u along W, v along H, align_corners=True; a line is W = 1)."""
+    out = F.grid_sample(plane[..., :k].permute(2, 0, 1)[None], uv.view(1, -1, 1, 2), mode="bilinear",
+                        align_corners=True)  # [1, k, N, 1]
+    return out.view(k, -1).t()

@@ -47,6 +47,7 @@ class Field(torch.nn.Module, abc.ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    resizable: ClassVar[tuple[str, ...]] = ()  # parameter-name prefixes whose shapes the schedule changes
 
     def __init__(self, config: Any, aabb: Sequence[float] | Tensor, cascades: int = 1):
         super().__init__()
@@ -102,6 +103,23 @@ class Field(torch.nn.Module, abc.ABC):
     def regularizers(self) -> dict[str, Tensor]:
         """Named scalar losses added to the photometric loss (TV, L1...); none by default."""
         return {}
+
+    def update_schedule(self, progress: float, grid: Any) -> bool:
+        """Called by the trainer before every step with the training progress in [0, 1] and the
+        occupancy grid (None until it has been refreshed from the field, so nothing reads an untrained
+        grid). Backends with a coarse-to-fine schedule (upsampling, box shrinking, rank growth) act
+        here; returns True when parameters were replaced or resized, so the trainer
+        rebuilds its optimizer. Static backends do nothing."""
+        return False
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Tensors of the backends' `resizable` parameters may have grown during training (upsampling):
+        they take the saved shape before loading, so a freshly built field loads any checkpoint of its run."""
+        for name, tensor in self.named_parameters():
+            saved = state_dict.get(name)
+            if saved is not None and saved.shape != tensor.shape and name.startswith(self.resizable):
+                tensor.data = torch.empty(saved.shape, dtype=tensor.dtype, device=tensor.device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

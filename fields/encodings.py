@@ -1,4 +1,4 @@
-"""Direction encodings shared by the backends' colour heads."""
+"""Encodings and layers shared by the backends: SH for view directions, NeRF's frequency encoding, MLPs."""
 
 import torch
 from torch import Tensor
@@ -27,3 +27,49 @@ def sh_encode(d: Tensor, degree: int = 4) -> Tensor:
                 _C3[3] * z * (2 * zz - 3 * xx - 3 * yy), _C3[4] * x * (4 * zz - xx - yy), _C3[5] * z * (xx - yy),
                 _C3[6] * x * (xx - 3 * yy)]
     return torch.stack(out, -1)
+
+
+def positional_encoding(x: Tensor, n_freqs: int, include_input: bool = True) -> Tensor:
+    """NeRF's frequency encoding [N, C] -> [N, C (+) 2 * C * n_freqs]: sin and cos of x * 2^k,
+    k = 0..n_freqs-1, grouped by frequency."""
+    if n_freqs == 0:
+        return x if include_input else x[:, :0]
+    scales = 2.0 ** torch.arange(n_freqs, device=x.device, dtype=x.dtype)  # [F]
+    xs = (x[:, None, :] * scales[:, None]).flatten(1)  # [N, F * C]
+    parts = [x] if include_input else []
+    return torch.cat(parts + [torch.sin(xs), torch.cos(xs)], -1)
+
+
+def mlp(sizes: "list[int] | tuple[int, ...]", output_bias: float | None = None) -> torch.nn.Sequential:
+    """Linear layers with ReLU between them (none after the last); `output_bias` sets the last bias."""
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU(inplace=True))
+    if output_bias is not None:
+        torch.nn.init.constant_(layers[-1].bias, output_bias)
+    return torch.nn.Sequential(*layers)
+
+
+GEO_FEATURES = 15  # the Field contract's feature size
+
+
+class DensityColorHead(torch.nn.Module):
+    """Instant-NGP's decoder, shared by the grid-feature backends: density MLP (encoding ->
+    density logit + 15-d feature) and colour MLP (SH-encoded view direction + feature -> rgb)."""
+
+    def __init__(self, in_dim: int, hidden: int, color_hidden: int, color_layers: int, sh_degree: int,
+                 density_bias: float):
+        super().__init__()
+        self.sh_degree, self.density_bias = sh_degree, density_bias
+        self.density_mlp = mlp([in_dim, hidden, 1 + GEO_FEATURES])
+        self.color_mlp = mlp([sh_degree**2 + GEO_FEATURES] + [color_hidden] * color_layers + [3])
+
+    def raw(self, encoding: Tensor) -> tuple[Tensor, Tensor]:
+        """(density logit [N], feature [N, 15]) from an encoding [N, in_dim]."""
+        h = self.density_mlp(encoding)  # [N, 16]
+        return h[:, 0] + self.density_bias, h[:, 1:]
+
+    def color(self, feat: Tensor, d: Tensor) -> Tensor:
+        return torch.sigmoid(self.color_mlp(torch.cat([sh_encode(d, self.sh_degree), feat], -1)))

@@ -11,9 +11,8 @@ from torch import Tensor
 from onefield.cuda_ext import HashGridConfig, HashGridEncoding
 
 from .base import Field
-from .encodings import sh_encode
+from .encodings import DensityColorHead
 
-GEO_FEATURES = 15
 
 
 @dataclass
@@ -46,15 +45,6 @@ class HashGridFieldConfig:
     """hash-encoding kernels: auto (tiny-cuda-nn on CUDA when installed), onefield or tcnn"""
 
 
-def _mlp(sizes: Sequence[int]) -> torch.nn.Sequential:
-    layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU(inplace=True))
-    return torch.nn.Sequential(*layers)
-
-
 class HashGridField(Field):
     name = "hashgrid"
     config_class = HashGridFieldConfig
@@ -65,20 +55,19 @@ class HashGridField(Field):
         grid = HashGridConfig(config.n_levels, config.n_features, config.log2_table_size, config.base_resolution,
                               config.max_resolution)
         self.encoding = HashGridEncoding(grid, device=device, implementation=config.implementation)
-        self.density_mlp = _mlp([self.encoding.out_dim, config.hidden, 1 + GEO_FEATURES])
-        self.color_mlp = _mlp([config.sh_degree**2 + GEO_FEATURES] + [config.color_hidden] * config.color_layers + [3])
+        self.head = DensityColorHead(self.encoding.out_dim, config.hidden, config.color_hidden, config.color_layers,
+                                     config.sh_degree, config.density_bias)
         self.to(device)
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.density_mlp(self.encoding(self.normalize(x)))  # [N, 16]
-        return h[:, 0] + self.config.density_bias, h[:, 1:]
+        return self.head.raw(self.encoding(self.normalize(x)))
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
-        return torch.sigmoid(self.color_mlp(torch.cat([sh_encode(d, self.config.sh_degree), feat], -1)))
+        return self.head.color(feat, d)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [
             {"name": "encoding", "params": list(self.encoding.parameters()), "lr": self.config.lr_encoding},
-            {"name": "mlp", "params": [*self.density_mlp.parameters(), *self.color_mlp.parameters()],
+            {"name": "mlp", "params": list(self.head.parameters()),
              "lr": self.config.lr_mlp},
         ]

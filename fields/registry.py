@@ -13,6 +13,11 @@ from .base import Field
 # name -> (module, class): internal wiring only; checkpoints store the name, never a class path.
 _BACKENDS: dict[str, tuple[str, str]] = {
     "hashgrid": ("onefield.fields.hashgrid", "HashGridField"),
+    "tensorf-vm": ("onefield.fields.tensorf", "TensoRFVM"),
+    "tensorf-cp": ("onefield.fields.tensorf", "TensoRFCP"),
+    "triplane": ("onefield.fields.triplane", "TriplaneField"),
+    "mlp": ("onefield.fields.nerf_mlp", "NerfMLPField"),
+    "finr": ("onefield.fields.finr", "FINRField"),
 }
 
 

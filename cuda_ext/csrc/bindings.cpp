@@ -143,6 +143,28 @@ Tensors hash_encode_backward(const at::Tensor& g_out, const at::Tensor& x, const
   return DISPATCH(x, hash_encode_backward, g_out, x, table, levels, need_x);
 }
 
+void check_plane_args(const at::Tensor& ref, const at::Tensor& uv) {
+  check(uv, "uv", ref.device());
+  check_dtype(uv, "uv", ref.scalar_type());
+  TORCH_CHECK(uv.dim() == 2 && uv.size(1) == 2, "uv must be [N, 2]");
+}
+
+at::Tensor plane_sample_forward(const at::Tensor& plane, const at::Tensor& uv, int64_t k) {
+  check(plane, "plane", plane.device());
+  check_plane_args(plane, uv);
+  TORCH_CHECK(plane.dim() == 3 && plane.size(0) > 0 && plane.size(1) > 0, "plane must be [H, W, C]");
+  TORCH_CHECK(k >= 1 && k <= plane.size(2), "k must be in [1, C]");
+  return DISPATCH(plane, plane_sample_forward, plane, uv, k);
+}
+
+at::Tensor plane_sample_backward(const at::Tensor& g_out, const at::Tensor& uv, int64_t h, int64_t w, int64_t c) {
+  check(g_out, "g_out", g_out.device());
+  check_plane_args(g_out, uv);
+  TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == uv.size(0) && g_out.size(1) <= c, "g_out must be [N, k <= C]");
+  TORCH_CHECK(h > 0 && w > 0, "plane size must be positive");
+  return DISPATCH(g_out, plane_sample_backward, g_out, uv, h, w, c);
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -165,4 +187,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("volrend_backward", &volrend_backward);
   m.def("hash_encode_forward", &hash_encode_forward);
   m.def("hash_encode_backward", &hash_encode_backward);
+  m.def("plane_sample_forward", &plane_sample_forward);
+  m.def("plane_sample_backward", &plane_sample_backward);
 }

@@ -44,7 +44,10 @@ struct PackedSamples {
                                        const std::vector<HashLevel>& levels);                      \
   Tensors hash_encode_backward_##dev(const at::Tensor& g_out, const at::Tensor& x,                 \
                                      const at::Tensor& table,                                      \
-                                     const std::vector<HashLevel>& levels, bool need_x);
+                                     const std::vector<HashLevel>& levels, bool need_x);            \
+  at::Tensor plane_sample_forward_##dev(const at::Tensor& plane, const at::Tensor& uv, int64_t k);  \
+  at::Tensor plane_sample_backward_##dev(const at::Tensor& g_out, const at::Tensor& uv, int64_t h,  \
+                                         int64_t w, int64_t c);
 
 ONEFIELD_DECLARE_OPS(cpu)
 #ifdef WITH_CUDA

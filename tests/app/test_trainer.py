@@ -64,7 +64,7 @@ def test_nan_loss_restores_the_last_good_state(shapes_scene):
     good = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     trainer._remember_good()
     with torch.no_grad():
-        trainer.model.density_mlp[0].weight.fill_(float("nan"))
+        trainer.model.head.density_mlp[0].weight.fill_(float("nan"))
     trainer.step()
     assert trainer.state.recoveries == 1 and trainer.state.lr_scale == 0.5
     for k, v in trainer.model.state_dict().items():
@@ -72,7 +72,7 @@ def test_nan_loss_restores_the_last_good_state(shapes_scene):
     trainer.step()
     assert math.isfinite(trainer.state.loss)
     with torch.no_grad():
-        trainer.model.density_mlp[0].weight.fill_(float("nan"))
+        trainer.model.head.density_mlp[0].weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="Lower the learning rates"):
         trainer.step()
     assert all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
