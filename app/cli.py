@@ -9,6 +9,7 @@ import tyro
 from onefield.fields.finr import FINRConfig
 from onefield.fields.hashgrid import HashGridFieldConfig
 from onefield.fields.nerf_mlp import NerfMLPConfig
+from onefield.fields.strivec import StrivecConfig
 from onefield.fields.tensorf import TensoRFCPConfig, TensoRFVMConfig
 from onefield.fields.triplane import TriplaneConfig
 from onefield.scenes import DatasetError
@@ -43,7 +44,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         far: float | None = None, cascades: int | None = None,
         hashgrid: HashGridFieldConfig = HashGridFieldConfig(), tensorf_vm: TensoRFVMConfig = TensoRFVMConfig(),
         tensorf_cp: TensoRFCPConfig = TensoRFCPConfig(), triplane: TriplaneConfig = TriplaneConfig(),
-        finr: FINRConfig = FINRConfig(), mlp: NerfMLPConfig = NerfMLPConfig(),
+        strivec: StrivecConfig = StrivecConfig(), finr: FINRConfig = FINRConfig(), mlp: NerfMLPConfig = NerfMLPConfig(),
         trainer: TrainerConfig = TrainerConfig()) -> int:
     """Fit a field to a posed dataset and evaluate it on held-out views.
 
@@ -52,7 +53,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
 
     Args:
         data: dataset folder: Blender/NeRF-Synthetic (transforms_train.json), instant-ngp/nerfstudio (transforms.json) or LLFF (poses_bounds.npy).
-        field: field backend to fit: hashgrid, tensorf-vm, tensorf-cp, triplane, finr or mlp (docs/fields/).
+        field: field backend to fit: hashgrid, tensorf-vm, tensorf-cp, strivec, triplane, finr or mlp (docs/fields/).
         steps: maximum optimisation steps (overrides --trainer.steps).
         minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
         downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
@@ -66,6 +67,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         hashgrid: options of the hashgrid field (Instant-NGP).
         tensorf_vm: options of the tensorf-vm field (TensoRF, vector-matrix).
         tensorf_cp: options of the tensorf-cp field (TensoRF, CP).
+        strivec: options of the strivec field (sparse local tri-vector tensors).
         triplane: options of the triplane field (K-Planes).
         finr: options of the finr field (functional tensor decomposition).
         mlp: options of the mlp field (the original NeRF).
@@ -80,7 +82,7 @@ def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = Non
         from dataclasses import replace
 
         trainer = replace(trainer, steps=steps or trainer.steps, minutes=minutes if minutes is not None else trainer.minutes)
-        configs = {"hashgrid": hashgrid, "tensorf-vm": tensorf_vm, "tensorf-cp": tensorf_cp, "triplane": triplane,
+        configs = {"hashgrid": hashgrid, "tensorf-vm": tensorf_vm, "tensorf-cp": tensorf_cp, "strivec": strivec, "triplane": triplane,
                    "finr": finr, "mlp": mlp}
         if field not in configs:
             raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
@@ -155,7 +157,7 @@ def render(run: Positional[Path], frames: int = 60, fps: int = 30, device: str |
 
 
 def slim(run: Positional[Path], rank: tuple[int, ...], device: str | None = None) -> int:
-    """Slim a rank-ordered model (tensorf-vm, tensorf-cp, finr) to smaller ranks without retraining
+    """Slim a rank-ordered model (tensorf-vm, tensorf-cp, strivec, finr) to smaller ranks without retraining
     (SlimmeRF): RUN/slim/rank-K/ per rank (a run folder for eval/render) and RUN/slim/curve.json
     (parameters, MB and held-out PSNR/SSIM per rank).
 

@@ -156,7 +156,9 @@ class Trainer:
     def _follow_schedule(self) -> None:
         """Let the field upsample / shrink / grow its rank; parameters that changed shape get fresh
         Adam moments (TensoRF rebuilds its optimizer after upsampling too)."""
-        grid_ready = self.state.step > self.config.grid_warmup_steps  # pruned at least once: worth reading
+        # the grid is worth reading once it has been refreshed from the field a few times after warm-up
+        c = self.config
+        grid_ready = self.state.step >= c.grid_warmup_steps + 8 * c.grid_update_every
         if self.model.update_schedule(self._progress(), self.grid if grid_ready else None):
             self.optimizer = self._make_optimizer()
             self._remember_good()

@@ -1,6 +1,7 @@
-"""Native kernels: ray/box intersection, occupancy grid, ray marching, packed volume rendering and
-hash encoding, bilinear sampling of tensor factors. Each op has a C++ (CPU), a CUDA and a pure-torch implementation of one algorithm;
-see ``ops.py`` for dispatch and ``reference.py`` for the twins."""
+"""Native kernels: ray/box intersection, occupancy grid, ray marching, packed volume rendering,
+hash encoding, bilinear sampling of tensor factors and Strivec's local tri-vectors. Each op has a
+C++ (CPU), a CUDA and a pure-torch implementation of one algorithm; see ``ops.py`` for dispatch
+and ``reference.py`` for the twins."""
 
 from ._loader import LOAD_ERROR, native
 from .encoding import HashGridConfig, HashGridEncoding, choose_implementation
@@ -13,6 +14,7 @@ from .ops import (
     march_rays,
     plane_sample,
     ray_aabb_intersect,
+    trivec_sample,
     volume_render,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "hash_grid_levels",
     "march_rays",
     "plane_sample",
+    "trivec_sample",
     "ray_aabb_intersect",
     "volume_render",
 ]

@@ -158,6 +158,33 @@ def plane_sample(plane: Tensor, uv: Tensor, k: int | None = None) -> Tensor:
     return _PlaneSample.apply(plane.contiguous(), uv.contiguous(), k)
 
 
+class _TrivecSample(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, vectors, ids, local, weights, k):
+        ctx.save_for_backward(vectors, ids, local, weights)
+        return native.trivec_sample_forward(vectors, ids, local, weights, k)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        vectors, ids, local, weights = ctx.saved_tensors
+        return native.trivec_sample_backward(g_out.contiguous(), vectors, ids, local, weights), None, None, None, None
+
+
+def trivec_sample(vectors: Tensor, ids: Tensor, local: Tensor, weights: Tensor, k: int | None = None) -> Tensor:
+    """Strivec's local tri-vector tensors: vectors [3, T, L, C] (axis, tensor, texel, component),
+    for each point the tensors covering it in S slots, ids [N, S] (-1: empty slot), local
+    coordinates [N, S, 3] in [-1, 1] and weights [N, S] -> [N, k]:
+    sum over slots of weight x prod over axes of the linearly interpolated vector (first k components).
+    Differentiable in `vectors` only (placement, local coordinates and weights are not learned)."""
+    k = vectors.shape[-1] if k is None else int(k)
+    local, weights = local.to(vectors.dtype), weights.to(vectors.dtype)
+    if not _native(vectors):
+        return reference.trivec_sample(vectors, ids, local, weights, k)
+    return _TrivecSample.apply(vectors.contiguous(), ids.long().contiguous(), local.contiguous(),
+                               weights.contiguous(), k)
+
+
 def hash_grid_levels(n_levels: int, base_resolution: int, per_level_scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """Per-level grid scale s_l = base * b^l - 1 (rounded to float32) and resolution ceil(s_l) + 1."""
     scales = tuple(float(torch.tensor(base_resolution * per_level_scale**lv - 1.0, dtype=torch.float32))

@@ -188,3 +188,22 @@ def plane_sample(plane: Tensor, uv: Tensor, k: int) -> Tensor:
     out = F.grid_sample(plane[..., :k].permute(2, 0, 1)[None], uv.view(1, -1, 1, 2), mode="bilinear",
                         align_corners=True)  # [1, k, N, 1]
     return out.view(k, -1).t()
+
+
+def trivec_sample(vectors: Tensor, ids: Tensor, local: Tensor, weights: Tensor, k: int) -> Tensor:
+    """Sum over slots of weight x prod over the 3 axes of the linearly interpolated local vectors:
+    vectors [3, T, L, C], ids [N, S] (-1 empty), local [N, S, 3] in [-1, 1], weights [N, S] -> [N, k]."""
+    length = vectors.shape[2]
+    valid = ids >= 0
+    t = ids.clamp(min=0)  # [N, S]
+    x = ((local + 1) * 0.5 * (length - 1)).clamp(0, length - 1)  # [N, S, 3]
+    i0 = x.floor().long().clamp(max=length - 2)
+    f = x - i0.to(x.dtype)
+    out = weights * valid.to(weights.dtype)  # [N, S]
+    out = out[..., None]
+    for a in range(3):
+        v = vectors[a, :, :, :k]  # [T, L, k]
+        lo, hi = v[t, i0[..., a]], v[t, i0[..., a] + 1]  # [N, S, k]
+        fa = f[..., a, None]
+        out = out * (lo * (1 - fa) + hi * fa)
+    return out.sum(1)

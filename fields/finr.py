@@ -134,6 +134,9 @@ class FINRField(SlimmableField):
         r, c = config.rank, config.features
         outs = {"cp": (r, r, r), "tucker": (r, r, r), "tt": (r, r * r, r * r)}[config.mode]
         self.axes = torch.nn.ModuleList([AxisNet(o, config) for o in outs])
+        with torch.no_grad():  # factors start near one (TT: near identity), as K-Planes' planes do, so the
+            for net in self.axes:  # product is O(1) and every axis receives a gradient of O(1) from the start
+                net.out.bias.copy_(torch.eye(r).flatten() if net.out.bias.numel() == r * r else torch.ones(r))
         if config.mode == "tucker":
             self.core = torch.nn.Parameter(torch.randn(r, r, r, c) / math.sqrt(r))
         else:  # cp and tt end in an R x C matrix

@@ -15,6 +15,7 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "hashgrid": ("onefield.fields.hashgrid", "HashGridField"),
     "tensorf-vm": ("onefield.fields.tensorf", "TensoRFVM"),
     "tensorf-cp": ("onefield.fields.tensorf", "TensoRFCP"),
+    "strivec": ("onefield.fields.strivec", "StrivecField"),
     "triplane": ("onefield.fields.triplane", "TriplaneField"),
     "mlp": ("onefield.fields.nerf_mlp", "NerfMLPField"),
     "finr": ("onefield.fields.finr", "FINRField"),

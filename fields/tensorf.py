@@ -38,6 +38,27 @@ from .ranks import SlimmableField, active_rank
 EMPTY_LOGIT = -15.0  # the density logit outside the (shrunk) tensor box
 
 
+class FeatureShader(torch.nn.Module):
+    """TensoRF's MLP shader (MLP_Fea): feature [N, 15] and view direction [N, 3], each with its
+    frequency encoding, -> two hidden layers -> rgb in [0, 1]."""
+
+    def __init__(self, feature_pe: int, view_pe: int, hidden: int):
+        super().__init__()
+        self.feature_pe, self.view_pe = feature_pe, view_pe
+        in_dim = GEO_FEATURES * (1 + 2 * feature_pe) + 3 * (1 + 2 * view_pe)
+        self.mlp = mlp([in_dim, hidden, hidden, 3], output_bias=0.0)
+
+    def forward(self, feat: Tensor, d: Tensor) -> Tensor:
+        h = torch.cat([feat, positional_encoding(feat, self.feature_pe, include_input=False),
+                       d, positional_encoding(d, self.view_pe, include_input=False)], -1)
+        return torch.sigmoid(self.mlp(h))
+
+
+def app_count(density_count: int, config) -> int:
+    """Appearance components that go with `density_count` density components (same proportion as the config)."""
+    return max(1, round(density_count * config.app_rank / config.density_rank))
+
+
 def _tensorf_schedule(*iterations: int) -> tuple[float, ...]:
     return tuple(i / 30000 for i in iterations)
 
@@ -90,8 +111,9 @@ class TensoRFCPConfig(TensoRFVMConfig):
     """density components (TensoRF-CP: 96)"""
     app_rank: int = 288
     """appearance components (TensoRF-CP: 288)"""
-    resolution_final: int = 500
-    """voxels per axis after the last upsampling (TensoRF-CP: 500)"""
+    resolution_final: int = 300
+    """voxels per axis after the last upsampling (TensoRF-CP: 500, which takes the model past 2 MB;
+    300 keeps it near 1.5 MB and is ample below ~400 px images)"""
     init_scale: float = 0.2
     """standard deviation of the initial factors (TensoRF-CP: 0.2)"""
 
@@ -112,8 +134,7 @@ class _TensoRF(SlimmableField):
         self.density_planes, self.density_lines = self._make_factors(config.density_rank, res)
         self.app_planes, self.app_lines = self._make_factors(config.app_rank, res)
         self.basis = torch.nn.Linear(self.n_pairs * config.app_rank, GEO_FEATURES, bias=False)
-        in_dim = GEO_FEATURES * (1 + 2 * config.feature_pe) + 3 * (1 + 2 * config.view_pe)
-        self.shader = mlp([in_dim, config.hidden, config.hidden, 3], output_bias=0.0)
+        self.shader = FeatureShader(config.feature_pe, config.view_pe, config.hidden)
         self.to(device)
 
     # ---- factors ------------------------------------------------------------------------------
@@ -128,8 +149,7 @@ class _TensoRF(SlimmableField):
         return [max(2, round(e / voxel)) for e in extent.tolist()]
 
     def _app_count(self, density_count: int) -> int:
-        c = self.config
-        return max(1, round(density_count * c.app_rank / c.density_rank))
+        return app_count(density_count, self.config)
 
     def _coords(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Tensor-box coordinates in [-1, 1] [N, 3] and inside mask [N]."""
@@ -160,10 +180,7 @@ class _TensoRF(SlimmableField):
         return trunc_exp(self._density_logit(c, inside)) * self._inside(x)  # no appearance work for grid probes
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
-        c = self.config
-        h = torch.cat([feat, positional_encoding(feat, c.feature_pe, include_input=False),
-                       d, positional_encoding(d, c.view_pe, include_input=False)], -1)
-        return torch.sigmoid(self.shader(h))
+        return self.shader(feat, d)
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.config

@@ -165,6 +165,42 @@ at::Tensor plane_sample_backward(const at::Tensor& g_out, const at::Tensor& uv, 
   return DISPATCH(g_out, plane_sample_backward, g_out, uv, h, w, c);
 }
 
+void check_trivec_args(const at::Tensor& vectors, const at::Tensor& ids, const at::Tensor& local,
+                       const at::Tensor& weights) {
+  check(vectors, "vectors", vectors.device());
+  check(ids, "ids", vectors.device());
+  check(local, "local", vectors.device());
+  check(weights, "weights", vectors.device());
+  check_dtype(ids, "ids", at::kLong);
+  check_dtype(local, "local", vectors.scalar_type());
+  check_dtype(weights, "weights", vectors.scalar_type());
+  TORCH_CHECK(vectors.dim() == 4 && vectors.size(0) == 3 && vectors.size(2) >= 2,
+              "vectors must be [3, T, L >= 2, C]");
+  TORCH_CHECK(ids.dim() == 2, "ids must be [N, S]");
+  TORCH_CHECK(local.dim() == 3 && local.size(0) == ids.size(0) && local.size(1) == ids.size(1) && local.size(2) == 3,
+              "local must be [N, S, 3]");
+  TORCH_CHECK(weights.sizes() == ids.sizes(), "weights must be [N, S] like ids");
+}
+
+at::Tensor trivec_sample_forward(const at::Tensor& vectors, const at::Tensor& ids, const at::Tensor& local,
+                                 const at::Tensor& weights, int64_t k) {
+  check_trivec_args(vectors, ids, local, weights);
+  TORCH_CHECK(k >= 1 && k <= vectors.size(3), "k must be in [1, C]");
+  if (ids.numel() > 0)
+    TORCH_CHECK(ids.max().item<int64_t>() < vectors.size(1), "ids must be < the number of tensors");
+  return DISPATCH(vectors, trivec_sample_forward, vectors, ids, local, weights, k);
+}
+
+at::Tensor trivec_sample_backward(const at::Tensor& g_out, const at::Tensor& vectors, const at::Tensor& ids,
+                                  const at::Tensor& local, const at::Tensor& weights) {
+  check_trivec_args(vectors, ids, local, weights);
+  check(g_out, "g_out", vectors.device());
+  check_dtype(g_out, "g_out", vectors.scalar_type());
+  TORCH_CHECK(g_out.dim() == 2 && g_out.size(0) == ids.size(0) && g_out.size(1) <= vectors.size(3),
+              "g_out must be [N, k <= C]");
+  return DISPATCH(vectors, trivec_sample_backward, g_out, vectors, ids, local, weights);
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -189,4 +225,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("hash_encode_backward", &hash_encode_backward);
   m.def("plane_sample_forward", &plane_sample_forward);
   m.def("plane_sample_backward", &plane_sample_backward);
+  m.def("trivec_sample_forward", &trivec_sample_forward);
+  m.def("trivec_sample_backward", &trivec_sample_backward);
 }

@@ -47,7 +47,13 @@ struct PackedSamples {
                                      const std::vector<HashLevel>& levels, bool need_x);            \
   at::Tensor plane_sample_forward_##dev(const at::Tensor& plane, const at::Tensor& uv, int64_t k);  \
   at::Tensor plane_sample_backward_##dev(const at::Tensor& g_out, const at::Tensor& uv, int64_t h,  \
-                                         int64_t w, int64_t c);
+                                         int64_t w, int64_t c);                                    \
+  at::Tensor trivec_sample_forward_##dev(const at::Tensor& vectors, const at::Tensor& ids,          \
+                                         const at::Tensor& local, const at::Tensor& weights,       \
+                                         int64_t k);                                               \
+  at::Tensor trivec_sample_backward_##dev(const at::Tensor& g_out, const at::Tensor& vectors,      \
+                                          const at::Tensor& ids, const at::Tensor& local,          \
+                                          const at::Tensor& weights);
 
 ONEFIELD_DECLARE_OPS(cpu)
 #ifdef WITH_CUDA

@@ -59,7 +59,7 @@ def test_save_load_round_trip(name, shapes_scene, tmp_path):
     from onefield.app.fit import FitJob
     from onefield.app.runs import DataSpec
 
-    config = TrainerConfig(steps=40, grid_warmup_steps=8, grid_update_every=4, **TRAINER)
+    config = TrainerConfig(steps=40, grid_warmup_steps=8, grid_update_every=2, **TRAINER)  # grid read from step 24
     job = FitJob.create(DataSpec(str(shapes_scene.root)), name, SMALL[name], config, tmp_path)
     for _ in job.trainer.iterate():
         pass
@@ -74,3 +74,5 @@ def test_save_load_round_trip(name, shapes_scene, tmp_path):
     assert torch.equal(grid.bitfield, job.trainer.grid.bitfield)
     if hasattr(trained, "resolution"):
         assert model.resolution() == trained.resolution() != [32, 32, 32]  # the factors did grow
+    if hasattr(trained, "n_tensors"):
+        assert model.n_tensors() == trained.n_tensors() and trained.n_tensors()[1] > 0  # tensors were placed

@@ -18,6 +18,7 @@ from onefield.renderers import OccupancyGrid
 from backend_configs import SMALL
 
 AABB = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+SLIMMABLE = ["tensorf-vm", "tensorf-cp", "strivec", "finr"]
 
 
 def random_points(n: int = 2000, reach: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +98,7 @@ def trained_runs(shapes_scene, tmp_path_factory):
     """One 300-step run per slimmable backend."""
     out = tmp_path_factory.mktemp("slim")
     runs = {}
-    for name in ("tensorf-vm", "tensorf-cp", "finr"):
+    for name in SLIMMABLE:
         torch.manual_seed(0)
         config = TrainerConfig(steps=300, target_samples=1 << 13, render_steps=256, eval_every=0, checkpoint_every=0)
         job = FitJob.create(DataSpec(str(shapes_scene.root)), name, SMALL[name], config, out)
@@ -106,7 +107,7 @@ def trained_runs(shapes_scene, tmp_path_factory):
     return runs
 
 
-@pytest.mark.parametrize("name", ["tensorf-vm", "tensorf-cp", "finr"])
+@pytest.mark.parametrize("name", SLIMMABLE)
 def test_slimming_shrinks_the_model_and_full_rank_is_lossless(name, trained_runs, capsys):
     run = trained_runs[name]
     _, model, _ = load_trained(run)
@@ -135,7 +136,7 @@ def test_slimming_a_backend_without_ranks_is_refused(shapes_scene, tmp_path, cap
     job = FitJob.create(DataSpec(str(shapes_scene.root)), "triplane", SMALL["triplane"], config, tmp_path)
     job.run()
     assert main(["slim", str(job.run_dir), "--rank", "2"]) == 2
-    assert "has no rank to slim; slimmable backends: finr, tensorf-cp, tensorf-vm" in capsys.readouterr().err
+    assert "has no rank to slim; slimmable backends: finr, strivec, tensorf-cp, tensorf-vm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mode", ["cp", "tucker", "tt"])
@@ -167,3 +168,25 @@ def test_finr_lattice_equals_exact_on_lattice_nodes(mode):
     x = torch.stack(torch.meshgrid(nodes, nodes, nodes, indexing="ij"), -1).view(-1, 3) * 0.999999
     with torch.no_grad():
         torch.testing.assert_close(lattice.feature_volume(x), exact.feature_volume(x), rtol=1e-4, atol=1e-5)
+
+
+def test_strivec_places_tensors_around_the_geometry():
+    field = fields.build("strivec", AABB, {**SMALL["strivec"], "scales": (8, 16), "rank_init": 1.0})
+    assert field.n_tensors() == [9**3, 0]  # the coarse stage: the full coarsest lattice, nothing finer
+    grid = OccupancyGrid(AABB, 32)
+    occupied = torch.zeros(32, 32, 32, dtype=torch.bool)
+    occupied[12:20, 12:20, 12:20] = True  # a cube in the middle, a quarter of the box per side
+    grid.bitfield = _pack(occupied)
+    x = (torch.rand(500, 3) - 0.5) * 0.4  # inside the cube
+    with torch.no_grad():
+        before = field.density(x)
+        assert not field.update_schedule(0.05, grid) and field.update_schedule(0.2, grid)
+        after = field.density(x)
+    coarse, fine = field.n_tensors()
+    assert coarse == 3**3 and fine == 5**3  # the corners of the 2^3 and 4^3 lattice cells holding the cube
+    # the kept coarse tensors keep their values; the new fine ones add a small contribution
+    assert float((after.log() - before.log()).abs().median()) < 0.5
+    far = torch.tensor([[-0.95, -0.95, -0.95], [0.9, -0.9, 0.9]])
+    with torch.no_grad():
+        assert float(field.density(far).max()) < 1e-6  # no tensor covers the empty corners any more
+    assert not field.update_schedule(0.5, grid)  # placement happens once
