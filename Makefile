@@ -39,6 +39,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_march_render.py
 	$(PY) benchmarks/bench_hashgrid.py
+	$(PY) benchmarks/bench_factors.py
 
 # Compiles every .cu source for sm_80/sm_90 against torch 2.14.1 (CUDA 13.0) into a throwaway
 # folder. The `nvcc` on PATH is a wrapper: CUDA_HOME comes from its real toolkit root.

@@ -111,9 +111,9 @@ class TensoRFCPConfig(TensoRFVMConfig):
     """density components (TensoRF-CP: 96)"""
     app_rank: int = 288
     """appearance components (TensoRF-CP: 288)"""
-    resolution_final: int = 300
+    resolution_final: int = 256
     """voxels per axis after the last upsampling (TensoRF-CP: 500, which takes the model past 2 MB;
-    300 keeps it near 1.5 MB and is ample below ~400 px images)"""
+    256 keeps it under 2 MB even when the shrunk box is elongated, and is ample below ~400 px images)"""
     init_scale: float = 0.2
     """standard deviation of the initial factors (TensoRF-CP: 0.2)"""
 
