@@ -11,7 +11,12 @@ leaves them at their initial values, and no parameter changes shape while the ra
 """
 
 import abc
+import dataclasses
 import math
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
 
 from .base import Field
 
@@ -41,3 +46,50 @@ class SlimmableField(Field):
     def _check_rank(self, rank: int, full: int) -> None:
         if not 1 <= rank <= full:
             raise ValueError(f"rank must be in [1, {full}] for this {self.name} model, got {rank}")
+
+
+def app_count(density_count: int, config: Any) -> int:
+    """Appearance components that go with `density_count` density components (the config's proportion)."""
+    return max(1, round(density_count * config.app_rank / config.density_rank))
+
+
+def basis_columns(weight: Tensor, groups: int, k: int) -> Tensor:
+    """The columns of a basis matrix [F, groups * R] that read the first k components of each of its
+    `groups` concatenated component groups -> [F, groups * k]."""
+    return weight.view(weight.shape[0], groups, -1)[:, :, :k].reshape(weight.shape[0], -1)
+
+
+class ComponentField(SlimmableField):
+    """A slimmable field with density and appearance components (TensoRF, Strivec): an `active`
+    buffer [density, appearance] counts those in use, parameters under `density_keys` / `app_keys`
+    hold the components in their last dimension, and `basis` maps `n_groups` concatenated groups of
+    appearance components to the feature. The config has density_rank, app_rank and rank_init."""
+
+    density_keys: ClassVar[tuple[str, ...]]
+    app_keys: ClassVar[tuple[str, ...]]
+
+    @property
+    @abc.abstractmethod
+    def n_groups(self) -> int:
+        """Groups of appearance components concatenated before the basis matrix."""
+
+    @property
+    def rank(self) -> int:
+        return int(self.active[0])
+
+    def slim(self, rank: int) -> "ComponentField":
+        c = self.config
+        self._check_rank(rank, c.density_rank)
+        ka = app_count(rank, c)
+        state = {k: v.clone() for k, v in self.state_dict().items()}
+        for key in state:
+            if key.startswith(self.density_keys):
+                state[key] = state[key][..., :rank].contiguous()
+            elif key.startswith(self.app_keys):
+                state[key] = state[key][..., :ka].contiguous()
+        state["basis.weight"] = basis_columns(self.basis.weight.detach(), self.n_groups, ka).clone()
+        state["active"] = torch.tensor([rank, ka])
+        slim = type(self)(dataclasses.replace(c, density_rank=rank, app_rank=ka, rank_init=1.0), self.aabb,
+                          device=self.aabb.device, cascades=self.cascades)
+        slim.load_state_dict(state)
+        return slim

@@ -18,7 +18,7 @@ Differences from the paper's code: fixed local vector length (no local upsamplin
 and 15 features like every onefield backend.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,8 +29,8 @@ from onefield.cuda_ext import trivec_sample
 
 from .base import trunc_exp
 from .encodings import GEO_FEATURES
-from .ranks import SlimmableField, active_rank
-from .tensorf import EMPTY_LOGIT, FeatureShader, app_count
+from .ranks import ComponentField, active_rank, app_count, basis_columns
+from .tensorf import EMPTY_LOGIT, FeatureShader
 
 CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # [8, 3]
 
@@ -75,10 +75,12 @@ class StrivecConfig:
     """equal rank increments between the start and rank_full_at"""
 
 
-class StrivecField(SlimmableField):
+class StrivecField(ComponentField):
     name = "strivec"
     config_class = StrivecConfig
     resizable = ("density_vectors", "app_vectors")
+    density_keys = ("density_vectors.",)
+    app_keys = ("app_vectors.",)
 
     def __init__(self, config: StrivecConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
@@ -148,7 +150,7 @@ class StrivecField(SlimmableField):
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         ka = int(self.active[1])
         parts, _ = self._sample(x, self.app_vectors, ka)
-        weight = self.basis.weight.view(GEO_FEATURES, len(parts), -1)[:, :, :ka].reshape(GEO_FEATURES, -1)
+        weight = basis_columns(self.basis.weight, len(parts), ka)
         return self._density_logit(x), F.linear(torch.cat(parts, -1), weight)
 
     def density(self, x: Tensor) -> Tensor:
@@ -212,26 +214,6 @@ class StrivecField(SlimmableField):
             old_index.copy_(new_index)
         self.placed.fill_(True)
 
-    # ---- slimming -----------------------------------------------------------------------------
     @property
-    def rank(self) -> int:
-        return int(self.active[0])
-
-    def slim(self, rank: int) -> "StrivecField":
-        c = self.config
-        self._check_rank(rank, c.density_rank)
-        ka = app_count(rank, c)
-        state = {k: v.clone() for k, v in self.state_dict().items()}
-        for key in state:
-            if key.startswith("density_vectors."):
-                state[key] = state[key][..., :rank].contiguous()
-            elif key.startswith("app_vectors."):
-                state[key] = state[key][..., :ka].contiguous()
-        n_scales = len(c.scales)
-        state["basis.weight"] = self.basis.weight.detach().view(GEO_FEATURES, n_scales, -1)[:, :, :ka] \
-            .reshape(GEO_FEATURES, -1).clone()
-        state["active"] = torch.tensor([rank, ka])
-        slim = StrivecField(replace(c, density_rank=rank, app_rank=ka, rank_init=1.0), self.aabb,
-                            device=self.aabb.device, cascades=self.cascades)
-        slim.load_state_dict(state)
-        return slim
+    def n_groups(self) -> int:
+        return len(self.config.scales)

@@ -23,7 +23,7 @@ Differences from the paper's code, and why:
 
 import abc
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -33,7 +33,7 @@ from torch import Tensor
 from .encodings import GEO_FEATURES, mlp, positional_encoding
 from .factors import LINE_AXES, PLANE_AXES, resample, sample_line, sample_plane, total_variation
 from .base import trunc_exp
-from .ranks import SlimmableField, active_rank
+from .ranks import ComponentField, active_rank, app_count, basis_columns
 
 EMPTY_LOGIT = -15.0  # the density logit outside the (shrunk) tensor box
 
@@ -52,11 +52,6 @@ class FeatureShader(torch.nn.Module):
         h = torch.cat([feat, positional_encoding(feat, self.feature_pe, include_input=False),
                        d, positional_encoding(d, self.view_pe, include_input=False)], -1)
         return torch.sigmoid(self.mlp(h))
-
-
-def app_count(density_count: int, config) -> int:
-    """Appearance components that go with `density_count` density components (same proportion as the config)."""
-    return max(1, round(density_count * config.app_rank / config.density_rank))
 
 
 def _tensorf_schedule(*iterations: int) -> tuple[float, ...]:
@@ -118,8 +113,10 @@ class TensoRFCPConfig(TensoRFVMConfig):
     """standard deviation of the initial factors (TensoRF-CP: 0.2)"""
 
 
-class _TensoRF(SlimmableField):
+class _TensoRF(ComponentField):
     resizable = ("density_planes", "density_lines", "app_planes", "app_lines")
+    density_keys = ("density_planes.", "density_lines.")
+    app_keys = ("app_planes.", "app_lines.")
     n_pairs: ClassVar[int]  # factor groups whose features concatenate: 3 for VM, 1 for CP
 
     def __init__(self, config: TensoRFVMConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
@@ -129,7 +126,7 @@ class _TensoRF(SlimmableField):
         self.register_buffer("region", torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))  # in normalize() coords
         self.register_buffer("stage", torch.tensor(0))  # schedule events applied
         kd = active_rank(config.density_rank, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
-        self.register_buffer("active", torch.tensor([kd, self._app_count(kd)]))
+        self.register_buffer("active", torch.tensor([kd, app_count(kd, config)]))
         res = self._grid_size(config.resolution_init**3, self.region)
         self.density_planes, self.density_lines = self._make_factors(config.density_rank, res)
         self.app_planes, self.app_lines = self._make_factors(config.app_rank, res)
@@ -148,8 +145,9 @@ class _TensoRF(SlimmableField):
         voxel = (float(extent.prod()) / n_voxels) ** (1 / 3)
         return [max(2, round(e / voxel)) for e in extent.tolist()]
 
-    def _app_count(self, density_count: int) -> int:
-        return app_count(density_count, self.config)
+    @property
+    def n_groups(self) -> int:
+        return self.n_pairs
 
     def _coords(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Tensor-box coordinates in [-1, 1] [N, 3] and inside mask [N]."""
@@ -172,7 +170,7 @@ class _TensoRF(SlimmableField):
         ka = int(self.active[1])
         app = self._products(self.app_planes, self.app_lines, c, ka)  # [n_pairs, N, ka]
         app = app.permute(1, 0, 2).reshape(app.shape[1], -1)  # [N, n_pairs * ka], pair-major like the basis
-        weight = self.basis.weight.view(GEO_FEATURES, self.n_pairs, -1)[:, :, :ka].reshape(GEO_FEATURES, -1)
+        weight = basis_columns(self.basis.weight, self.n_pairs, ka)
         return self._density_logit(c, inside), F.linear(app, weight)
 
     def density(self, x: Tensor) -> Tensor:
@@ -223,7 +221,7 @@ class _TensoRF(SlimmableField):
             self.stage += 1
             changed = True
         kd = active_rank(c.density_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        self.active.copy_(torch.tensor([kd, self._app_count(kd)]))
+        self.active.copy_(torch.tensor([kd, app_count(kd, c)]))
         return changed
 
     def resolution(self) -> list[int]:
@@ -270,28 +268,6 @@ class _TensoRF(SlimmableField):
     @abc.abstractmethod
     def _line_axes(self) -> tuple[int, ...]:
         """The axis each entry of a lines list runs along."""
-
-    # ---- slimming -----------------------------------------------------------------------------
-    @property
-    def rank(self) -> int:
-        return int(self.active[0])
-
-    def slim(self, rank: int) -> "_TensoRF":
-        self._check_rank(rank, self.config.density_rank)
-        ka = self._app_count(rank)
-        state = {k: v.clone() for k, v in self.state_dict().items()}
-        for key in state:
-            if key.startswith(("density_planes.", "density_lines.")):
-                state[key] = state[key][..., :rank].contiguous()
-            elif key.startswith(("app_planes.", "app_lines.")):
-                state[key] = state[key][..., :ka].contiguous()
-        state["basis.weight"] = self.basis.weight.detach().view(GEO_FEATURES, self.n_pairs, -1)[:, :, :ka] \
-            .reshape(GEO_FEATURES, -1).clone()
-        state["active"] = torch.tensor([rank, ka])
-        slim = type(self)(replace(self.config, density_rank=rank, app_rank=ka, rank_init=1.0), self.aabb,
-                          device=self.aabb.device, cascades=self.cascades)
-        slim.load_state_dict(state)
-        return slim
 
 
 class TensoRFVM(_TensoRF):
