@@ -73,9 +73,25 @@ class ComponentField(SlimmableField):
     def n_groups(self) -> int:
         """Groups of appearance components concatenated before the basis matrix."""
 
+    def _set_active(self, density_count: int) -> None:
+        """Activate the first `density_count` density components and their share of appearance ones.
+        The counts are read by every query: they are kept as Python ints too (`counts`), so a query
+        on a GPU does not wait for a device-to-host copy; the `active` buffer saves them."""
+        counts = (density_count, app_count(density_count, self.config))
+        if "active" not in self._buffers:
+            self.register_buffer("active", torch.tensor(counts))
+        elif counts != self.counts:
+            self.active.copy_(torch.tensor(counts))
+        self.counts = counts
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.counts = tuple(int(v) for v in self.active)
+        return result
+
     @property
     def rank(self) -> int:
-        return int(self.active[0])
+        return self.counts[0]
 
     def slim(self, rank: int) -> "ComponentField":
         c = self.config

@@ -29,7 +29,7 @@ from onefield.cuda_ext import trivec_sample
 
 from .base import trunc_exp
 from .encodings import GEO_FEATURES
-from .ranks import ComponentField, active_rank, app_count, basis_columns
+from .ranks import ComponentField, active_rank, basis_columns
 from .tensorf import EMPTY_LOGIT, FeatureShader
 
 CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # [8, 3]
@@ -89,7 +89,7 @@ class StrivecField(ComponentField):
         if config.vector_length < 2 or config.density_rank < 1 or config.app_rank < 1:
             raise ValueError("strivec needs vector_length >= 2 and ranks >= 1")
         kd = active_rank(config.density_rank, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
-        self.register_buffer("active", torch.tensor([kd, app_count(kd, config)]))
+        self._set_active(kd)
         self.register_buffer("placed", torch.tensor(False))
         self.density_vectors, self.app_vectors = torch.nn.ParameterList(), torch.nn.ParameterList()
         for s, g in enumerate(config.scales):
@@ -143,12 +143,12 @@ class StrivecField(ComponentField):
 
     # ---- the Field contract -------------------------------------------------------------------
     def _density_logit(self, x: Tensor) -> Tensor:
-        parts, covered = self._sample(x, self.density_vectors, int(self.active[0]))
+        parts, covered = self._sample(x, self.density_vectors, self.counts[0])
         value = torch.stack(parts).sum((0, 2))  # [N]
         return torch.where(covered, value + self.config.density_bias, torch.full_like(value, EMPTY_LOGIT))
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        ka = int(self.active[1])
+        ka = self.counts[1]
         parts, _ = self._sample(x, self.app_vectors, ka)
         weight = basis_columns(self.basis.weight, len(parts), ka)
         return self._density_logit(x), F.linear(torch.cat(parts, -1), weight)
@@ -168,7 +168,7 @@ class StrivecField(ComponentField):
     def regularizers(self) -> dict[str, Tensor]:
         if self.config.l1_weight <= 0:
             return {}
-        kd = int(self.active[0])
+        kd = self.counts[0]
         terms = [v[..., :kd].abs().mean() for v in self.density_vectors if v.shape[1] > 0]
         return {"l1": self.config.l1_weight * sum(terms)} if terms else {}
 
@@ -176,7 +176,7 @@ class StrivecField(ComponentField):
     def update_schedule(self, progress: float, grid: Any) -> bool:
         c = self.config
         kd = active_rank(c.density_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        self.active.copy_(torch.tensor([kd, app_count(kd, c)]))
+        self._set_active(kd)
         if bool(self.placed) or progress < c.place_at or grid is None:
             return False
         if grid.occupied_fraction() > c.place_max_occupancy and progress < 3 * c.place_at:

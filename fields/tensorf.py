@@ -33,7 +33,7 @@ from torch import Tensor
 from .encodings import GEO_FEATURES, mlp, positional_encoding
 from .factors import LINE_AXES, PLANE_AXES, resample, sample_line, sample_plane, total_variation
 from .base import trunc_exp
-from .ranks import ComponentField, active_rank, app_count, basis_columns
+from .ranks import ComponentField, active_rank, basis_columns
 
 EMPTY_LOGIT = -15.0  # the density logit outside the (shrunk) tensor box
 
@@ -126,7 +126,7 @@ class _TensoRF(ComponentField):
         self.register_buffer("region", torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))  # in normalize() coords
         self.register_buffer("stage", torch.tensor(0))  # schedule events applied
         kd = active_rank(config.density_rank, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
-        self.register_buffer("active", torch.tensor([kd, app_count(kd, config)]))
+        self._set_active(kd)
         res = self._grid_size(config.resolution_init**3, self.region)
         self.density_planes, self.density_lines = self._make_factors(config.density_rank, res)
         self.app_planes, self.app_lines = self._make_factors(config.app_rank, res)
@@ -161,13 +161,13 @@ class _TensoRF(ComponentField):
 
     # ---- the Field contract -------------------------------------------------------------------
     def _density_logit(self, c: Tensor, inside: Tensor) -> Tensor:
-        kd = int(self.active[0])
+        kd = self.counts[0]
         value = self._products(self.density_planes, self.density_lines, c, kd).sum((0, 2))  # [N]
         return torch.where(inside, value + self.config.density_bias, torch.full_like(value, EMPTY_LOGIT))
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
         c, inside = self._coords(x)
-        ka = int(self.active[1])
+        ka = self.counts[1]
         app = self._products(self.app_planes, self.app_lines, c, ka)  # [n_pairs, N, ka]
         app = app.permute(1, 0, 2).reshape(app.shape[1], -1)  # [N, n_pairs * ka], pair-major like the basis
         weight = basis_columns(self.basis.weight, self.n_pairs, ka)
@@ -189,7 +189,7 @@ class _TensoRF(ComponentField):
 
     def regularizers(self) -> dict[str, Tensor]:
         c, out = self.config, {}
-        kd, ka = (int(v) for v in self.active)
+        kd, ka = self.counts
         density = [f[..., :kd] for f in (*self.density_planes, *self.density_lines)]
         if c.l1_weight > 0:
             out["l1"] = c.l1_weight * sum(f.abs().mean() for f in density)
@@ -221,7 +221,7 @@ class _TensoRF(ComponentField):
             self.stage += 1
             changed = True
         kd = active_rank(c.density_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        self.active.copy_(torch.tensor([kd, app_count(kd, c)]))
+        self._set_active(kd)
         return changed
 
     def resolution(self) -> list[int]:
