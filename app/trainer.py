@@ -12,14 +12,14 @@ save, so a resumed run continues exactly as an uninterrupted one.
 import copy
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from onefield.fields import Field
-from onefield.renderers import OccupancyGrid, march, render, render_image
+from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image
 from onefield.scenes import PosedImages
 
 from .metrics import psnr, ssim
@@ -181,6 +181,12 @@ class Trainer:
         sigma, rgb = self.model(x, d)
         return rgb, sigma
 
+    @property
+    def shade(self) -> "Deferred | Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]":
+        """What the renderers evaluate: the current model (`slim` swaps it), deferred where its colour is costly."""
+        m = self.model
+        return Deferred(m.density, m.color_at) if m.deferred_color else self._rgb_sigma
+
     def _progress(self) -> float:
         c = self.config
         p = self.state.step / c.steps
@@ -223,7 +229,7 @@ class Trainer:
         rays_o, rays_d, background, target = self._batch(n_rays)
         samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
                         far=self.cameras.far, cone_angle=self.cone_angle, max_samples=c.max_samples)
-        out = render(samples, rays_o, rays_d, self._rgb_sigma, background=background)
+        out = render(samples, rays_o, rays_d, self.shade, background=background)
         loss = self._loss(out.rgb, target)
         for value in self.model.regularizers().values():
             loss = loss + value
@@ -311,7 +317,7 @@ class Trainer:
         cams = cameras.to(self.device)
         rays = cams.image_rays(index)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
-        out = render_image(rays.origins, rays.directions, self.grid, self._rgb_sigma, step_size=self.step_size,
+        out = render_image(rays.origins, rays.directions, self.grid, self.shade, step_size=self.step_size,
                            near=cams.near, far=cams.far, cone_angle=self.cone_angle,
                            max_samples=self.config.max_samples, background=bg,
                            chunk=self.config.chunk or (2**18 if self.device.type == "cuda" else 8192))

@@ -48,6 +48,9 @@ class Field(torch.nn.Module, abc.ABC):
     name: ClassVar[str]
     config_class: ClassVar[type]
     resizable: ClassVar[tuple[str, ...]] = ()  # parameter-name prefixes whose shapes the schedule changes
+    # True where colour costs far more than density and comes from separate parameters (TensoRF,
+    # Strivec): the renderers then evaluate `density` everywhere and `color_at` only where it shows
+    deferred_color: ClassVar[bool] = False
 
     def __init__(self, config: Any, aabb: Sequence[float] | Tensor, cascades: int = 1):
         super().__init__()
@@ -95,6 +98,11 @@ class Field(torch.nn.Module, abc.ABC):
         """(sigma [N], rgb [N, 3]) at positions x [N, 3] seen along unit directions d [N, 3]."""
         logit, feat = self.raw(x)
         return trunc_exp(logit) * self._inside(x), self.color(feat, d)
+
+    def color_at(self, x: Tensor, d: Tensor) -> Tensor:
+        """rgb [N, 3] at positions x [N, 3] along directions d [N, 3] (deferred shading); backends with
+        `deferred_color` override it to skip the density work."""
+        return self.color(self.raw(x)[1], d)
 
     @abc.abstractmethod
     def param_groups(self) -> list[dict[str, Any]]:

@@ -137,12 +137,18 @@ class FINRField(SlimmableField):
         with torch.no_grad():  # factors start near one (TT: near identity), as K-Planes' planes do, so the
             for net in self.axes:  # product is O(1) and every axis receives a gradient of O(1) from the start
                 net.out.bias.copy_(torch.eye(r).flatten() if net.out.bias.numel() == r * r else torch.ones(r))
+        k0 = active_rank(r, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
         if config.mode == "tucker":
             self.core = torch.nn.Parameter(torch.randn(r, r, r, c) / math.sqrt(r))
+            self.core.data[k0:], self.core.data[:, k0:], self.core.data[:, :, k0:] = 0.0, 0.0, 0.0
         else:  # cp and tt end in an R x C matrix
             self.core = torch.nn.Parameter(torch.randn(r, c) / math.sqrt(r))
-        self.register_buffer("active", torch.tensor(active_rank(r, 0.0, config.rank_init, config.rank_full_at,
-                                                                config.rank_stages)))
+            self.core.data[k0:] = 0.0
+        # the core entries of the components that rank growth adds later start at zero: their factors
+        # start near one, so a random entry would shift every point's feature the moment they join
+        # (a jump that can empty the occupancy grid); from zero they enter smoothly
+        self.register_buffer("active", torch.tensor(k0))
+        self.k = k0  # `active` as a Python int: queries on a GPU read it without a device-to-host copy
         self.head = DensityColorHead(c, config.head_hidden, config.color_hidden, config.color_layers,
                                      config.sh_degree, config.density_bias)
         self.to(device)
@@ -178,7 +184,7 @@ class FINRField(SlimmableField):
     def feature_volume(self, x: Tensor) -> Tensor:
         """The decomposed features [N, C] at world positions x [N, 3]."""
         c = self.normalize(x) * 2.0 - 1.0
-        return self.combine(*self.factors(c), int(self.active))
+        return self.combine(*self.factors(c), self.k)
 
     # ---- the Field contract -------------------------------------------------------------------
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -194,13 +200,21 @@ class FINRField(SlimmableField):
 
     def update_schedule(self, progress: float, grid: Any) -> bool:
         c = self.config
-        self.active.fill_(active_rank(c.rank, progress, c.rank_init, c.rank_full_at, c.rank_stages))
+        k = active_rank(c.rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
+        if k != self.k:
+            self.active.fill_(k)
+            self.k = k
         return False
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.k = int(self.active)
+        return result
 
     # ---- slimming -----------------------------------------------------------------------------
     @property
     def rank(self) -> int:
-        return int(self.active)
+        return self.k
 
     def slim(self, rank: int) -> "FINRField":
         c = self.config

@@ -81,6 +81,7 @@ class StrivecField(ComponentField):
     resizable = ("density_vectors", "app_vectors")
     density_keys = ("density_vectors.",)
     app_keys = ("app_vectors.",)
+    deferred_color = True
 
     def __init__(self, config: StrivecConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
@@ -147,11 +148,17 @@ class StrivecField(ComponentField):
         value = torch.stack(parts).sum((0, 2))  # [N]
         return torch.where(covered, value + self.config.density_bias, torch.full_like(value, EMPTY_LOGIT))
 
-    def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _app_feature(self, x: Tensor) -> Tensor:
+        """The 15-d appearance feature [N, 15] at world positions x [N, 3]."""
         ka = self.counts[1]
         parts, _ = self._sample(x, self.app_vectors, ka)
-        weight = basis_columns(self.basis.weight, len(parts), ka)
-        return self._density_logit(x), F.linear(torch.cat(parts, -1), weight)
+        return F.linear(torch.cat(parts, -1), basis_columns(self.basis.weight, len(parts), ka))
+
+    def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._density_logit(x), self._app_feature(x)
+
+    def color_at(self, x: Tensor, d: Tensor) -> Tensor:
+        return self.shader(self._app_feature(x), d)
 
     def density(self, x: Tensor) -> Tensor:
         return trunc_exp(self._density_logit(x)) * self._inside(x)

@@ -118,6 +118,7 @@ class _TensoRF(ComponentField):
     density_keys = ("density_planes.", "density_lines.")
     app_keys = ("app_planes.", "app_lines.")
     n_pairs: ClassVar[int]  # factor groups whose features concatenate: 3 for VM, 1 for CP
+    deferred_color = True
 
     def __init__(self, config: TensoRFVMConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
@@ -165,13 +166,16 @@ class _TensoRF(ComponentField):
         value = self._products(self.density_planes, self.density_lines, c, kd).sum((0, 2))  # [N]
         return torch.where(inside, value + self.config.density_bias, torch.full_like(value, EMPTY_LOGIT))
 
-    def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        c, inside = self._coords(x)
+    def _app_feature(self, c: Tensor) -> Tensor:
+        """The 15-d appearance feature [N, 15] at box coordinates c [N, 3]."""
         ka = self.counts[1]
         app = self._products(self.app_planes, self.app_lines, c, ka)  # [n_pairs, N, ka]
         app = app.permute(1, 0, 2).reshape(app.shape[1], -1)  # [N, n_pairs * ka], pair-major like the basis
-        weight = basis_columns(self.basis.weight, self.n_pairs, ka)
-        return self._density_logit(c, inside), F.linear(app, weight)
+        return F.linear(app, basis_columns(self.basis.weight, self.n_pairs, ka))
+
+    def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        c, inside = self._coords(x)
+        return self._density_logit(c, inside), self._app_feature(c)
 
     def density(self, x: Tensor) -> Tensor:
         c, inside = self._coords(x)
@@ -179,6 +183,9 @@ class _TensoRF(ComponentField):
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
         return self.shader(feat, d)
+
+    def color_at(self, x: Tensor, d: Tensor) -> Tensor:
+        return self.shader(self._app_feature(self._coords(x)[0]), d)
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.config

@@ -1,12 +1,13 @@
 """How a field becomes pixels: occupancy grid, ray marching, volume rendering.
 
 Field-agnostic: everything takes callables (`sigma_fn(x) -> sigma`, `rgb_sigma_fn(x, d) ->
-(rgb, sigma)`) and never imports `onefield.fields`.
+(rgb, sigma)`, or a `Deferred` pair for fields whose colour is costly) and never imports
+`onefield.fields`.
 """
 
 from .image import render_image, render_rays
 from .marching import RaySamples, march
 from .occupancy import OccupancyGrid
-from .volume import RenderResult, render
+from .volume import Deferred, RenderResult, render
 
-__all__ = ["OccupancyGrid", "RaySamples", "RenderResult", "march", "render", "render_image", "render_rays"]
+__all__ = ["Deferred", "OccupancyGrid", "RaySamples", "RenderResult", "march", "render", "render_image", "render_rays"]

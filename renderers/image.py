@@ -5,10 +5,10 @@ from torch import Tensor
 
 from .marching import march
 from .occupancy import OccupancyGrid
-from .volume import RenderResult, RgbSigmaFn, render
+from .volume import Deferred, RenderResult, RgbSigmaFn, render
 
 
-def render_rays(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn, *,
+def render_rays(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn | Deferred, *,
                 step_size: float, near: float = 0.0, far: float = 1e10, cone_angle: float = 0.0,
                 max_samples: int = 1024, background: Tensor | None = None,
                 t_thresh: float = 1e-4) -> RenderResult:
@@ -19,7 +19,7 @@ def render_rays(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_f
 
 
 @torch.no_grad()
-def render_image(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn, *,
+def render_image(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn | Deferred, *,
                  step_size: float, chunk: int = 8192, **kwargs) -> dict[str, Tensor]:
     """Render rays of any leading shape [..., 3] in chunks of `chunk` rays.
 

@@ -13,6 +13,30 @@ from .marching import RaySamples
 RgbSigmaFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (x [S, 3], d [S, 3]) -> (rgb [S, 3], sigma [S])
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A field whose colour is costly next to its density (TensoRF's appearance tensors and shader
+    MLP): density at every sample, colour only at the samples whose compositing weight exceeds
+    `weight_thresh` (TensoRF's `app_mask`). Samples in front of the surface with no density and
+    samples behind it (transmittance gone) skip the colour network; their rgb counts as 0, which
+    changes a pixel by at most weight_thresh per skipped sample."""
+
+    sigma_fn: Callable[[Tensor], Tensor]  # x [S, 3] -> sigma [S]
+    rgb_fn: Callable[[Tensor, Tensor], Tensor]  # (x [K, 3], d [K, 3]) -> rgb [K, 3]
+    weight_thresh: float = 1e-4
+
+    def __call__(self, samples: RaySamples, x: Tensor, d: Tensor, t_thresh: float) -> tuple[Tensor, Tensor]:
+        sigmas = self.sigma_fn(x)  # [S]
+        with torch.no_grad():
+            weights = ops.volume_render(sigmas.detach(), sigmas.new_zeros(sigmas.shape[0], 3), samples.t_starts,
+                                        samples.t_ends, samples.packed_info, t_thresh)[0]
+        shown = (weights > self.weight_thresh).nonzero().squeeze(1)  # [K]
+        rgbs = x.new_zeros(x.shape[0], 3)
+        if shown.numel():
+            rgbs = rgbs.index_put((shown,), self.rgb_fn(x[shown], d[shown]))
+        return rgbs, sigmas
+
+
 @dataclass
 class RenderResult:
     rgb: Tensor  # [N, 3], composited on the background when one is given
@@ -22,16 +46,17 @@ class RenderResult:
     samples: RaySamples
 
 
-def render(samples: RaySamples, rays_o: Tensor, rays_d: Tensor, rgb_sigma_fn: RgbSigmaFn, *,
+def render(samples: RaySamples, rays_o: Tensor, rays_d: Tensor, rgb_sigma_fn: RgbSigmaFn | Deferred, *,
            background: Tensor | None = None, t_thresh: float = 1e-4) -> RenderResult:
-    """Evaluate `rgb_sigma_fn` at the sample midpoints and composite front to back.
+    """Evaluate `rgb_sigma_fn` (or a `Deferred` field) at the sample midpoints and composite front to back.
 
     A ray stops at the first sample whose transmittance is below t_thresh. Gradients flow to
     whatever `rgb_sigma_fn` computed rgb and sigma from.
     """
     x, d = samples.midpoints(rays_o, rays_d)
     if samples.n_samples > 0:
-        rgbs, sigmas = rgb_sigma_fn(x, d)
+        rgbs, sigmas = (rgb_sigma_fn(samples, x, d, t_thresh) if isinstance(rgb_sigma_fn, Deferred)
+                        else rgb_sigma_fn(x, d))
         if rgbs.shape != (samples.n_samples, 3) or sigmas.shape != (samples.n_samples,):
             raise ValueError(f"rgb_sigma_fn must return rgb [S, 3] and sigma [S] with S={samples.n_samples}, "
                              f"got {tuple(rgbs.shape)} and {tuple(sigmas.shape)}")

@@ -76,3 +76,17 @@ def test_save_load_round_trip(name, shapes_scene, tmp_path):
         assert model.resolution() == trained.resolution() != [32, 32, 32]  # the factors did grow
     if hasattr(trained, "n_tensors"):
         assert model.n_tensors() == trained.n_tensors() and trained.n_tensors()[1] > 0  # tensors were placed
+
+
+@pytest.mark.parametrize("name", fields.names())
+def test_deferred_colour_equals_colour_of_raw_features(name):
+    """`color_at` (the deferred-shading path) answers exactly like `color(raw(x)[1], d)`, and a random
+    field's density equals exp of its raw logit inside the box."""
+    torch.manual_seed(0)
+    model = fields.build(name, [-1.0] * 3 + [1.0] * 3, SMALL[name]).eval()
+    x = torch.rand(512, 3) * 1.8 - 0.9
+    d = torch.nn.functional.normalize(torch.randn(512, 3), dim=-1)
+    with torch.no_grad():
+        logit, feat = model.raw(x)
+        torch.testing.assert_close(model.color_at(x, d), model.color(feat, d), rtol=0, atol=1e-6)
+        torch.testing.assert_close(model.density(x), torch.exp(logit), rtol=1e-5, atol=0)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from onefield.renderers import OccupancyGrid, march, render, render_image, render_rays
+from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image, render_rays
 from onefield.scenes import Cameras, orbit_pose, sphere
 
 STEP = 2 * 3**0.5 / 256
@@ -118,3 +118,35 @@ def test_march_respects_near_far_and_max_samples(device):
     s = march(o, d, grid, step_size=STEP, near=2.8, far=3.0, max_samples=5)
     assert torch.all(s.t_starts >= 2.8) and torch.all(s.t_starts < 3.0)
     assert s.packed_info[:, 1].max() <= 5 and s.n_samples > 0
+
+
+def test_deferred_shading_matches_one_pass_and_shades_only_what_shows(device):
+    """Deferred: density everywhere, colour only where the weight exceeds the threshold. The image
+    equals the one-pass render to within the skipped weight, far fewer samples are shaded, and
+    gradients reach both the density and the colour parameters."""
+    scene = sphere(radius=0.5, density=200.0)
+    _, grid, rays_o, rays_d = sphere_setup(device, size=32)
+    samples = march(rays_o, rays_d, grid.fill_(True), step_size=STEP)
+    scale = torch.ones(2, device=device, requires_grad=True)  # [density scale, colour scale]
+    shaded = []
+
+    def sigma_fn(x):  # the sphere in a faint fog whose samples weigh less than the threshold
+        return (scene.density(x) + 0.005) * scale[0]
+
+    def rgb_fn(x, d):
+        shaded.append(x.shape[0])
+        return (0.5 + 0.5 * scene.rgb_sigma(x, d)[0]) * scale[1]  # grey where the sphere is not
+
+    def rgb_sigma(x, d):
+        return rgb_fn(x, d), sigma_fn(x)
+
+    whole = render(samples, rays_o, rays_d, rgb_sigma)
+    deferred = render(samples, rays_o, rays_d, Deferred(sigma_fn, rgb_fn, weight_thresh=1e-4))
+    assert shaded[0] == samples.n_samples and 0 < shaded[1] < samples.n_samples / 3
+    torch.testing.assert_close(deferred.opacity, whole.opacity, rtol=0, atol=1e-6)
+    skipped = (whole.weights * (whole.weights <= 1e-4)).view(-1)
+    bound = torch.zeros(rays_o.shape[0], device=device).index_add_(0, samples.ray_indices.long(), skipped)
+    assert torch.all((deferred.rgb - whole.rgb).abs().amax(-1) <= bound + 1e-6)
+    assert (deferred.rgb - whole.rgb).abs().max() > 1e-5  # the fog was skipped, not shaded
+    deferred.rgb.sum().backward()
+    assert scale.grad is not None and torch.all(scale.grad.abs() > 0)
