@@ -1,8 +1,10 @@
 """The `onefield` command line: dataclass configs turned into options by tyro."""
 
+import json
 import sys
 import warnings
 from pathlib import Path
+from typing import Annotated, Literal
 
 import tyro
 
@@ -15,6 +17,7 @@ from onefield.fields.triplane import TriplaneConfig
 from onefield.scenes import DatasetError
 from onefield.scenes.sfm import ProcessConfig
 
+from .mesh_config import MeshExportConfig
 from .info import format_info, machine_info
 from .trainer import TrainerConfig, TrainingDiverged
 
@@ -230,7 +233,88 @@ def process(source: Positional[Path], out: Path, colmap_model: Path | None = Non
     return 0
 
 
-COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "slim": slim, "demo": demo, "info": info}
+def export(what: Positional[Literal["mesh", "pointcloud"]], run: Positional[Path],
+           mesh: Annotated[MeshExportConfig, tyro.conf.OmitArgPrefixes] = MeshExportConfig(), out: Path | None = None, stride: int = 1,
+           device: str | None = None) -> int:
+    """Export a run's surface: `export mesh RUN` (marching cubes, TSDF or Poisson; cleaned, coloured,
+    PLY/OBJ/GLB under RUN/exports/ with a JSON report) or `export pointcloud RUN` (back-projected
+    rendered depth with colours and normals, PLY).
+
+    Args:
+        what: mesh or pointcloud.
+        run: run folder written by `onefield fit`.
+        out: output file (default RUN/exports/mesh-METHOD.FORMAT or RUN/exports/pointcloud.ply).
+        stride: pointcloud: keep every stride-th pixel of each view.
+        device: cpu or cuda (default: the run's device).
+    """
+    from .export import export_mesh, export_pointcloud, report_line
+
+    _show_warnings()
+    try:
+        if what == "mesh":
+            print(report_line(export_mesh(run, mesh, out, device)))
+        else:
+            path, n = export_pointcloud(run, mesh.views, mesh.n_views, mesh.min_opacity, stride, out, device)
+            print(f"{path}: {n:,} points")
+    except USER_ERRORS as error:
+        return _fail(f"export {what}", error)
+    return 0
+
+
+def eval_mesh(mesh: Positional[Path], gt: Path, points: int = 200_000, out: Path | None = None) -> int:
+    """Score a mesh against a ground-truth mesh: Chamfer distance, F-score at 0.5% and 1%, normal
+    consistency (distances relative to the ground truth's bounding-box diagonal); prints and writes JSON.
+
+    Args:
+        mesh: the mesh to score (PLY, OBJ, GLB, STL, OFF).
+        gt: the ground-truth mesh.
+        points: surface samples per mesh.
+        out: JSON file (default: MESH with the suffix .eval.json).
+    """
+    from onefield.scenes.mesh_scene import load_mesh
+
+    from .mesh_metrics import score_mesh
+
+    try:
+        score = score_mesh(load_mesh(mesh), load_mesh(gt), points)
+    except USER_ERRORS as error:
+        return _fail("eval-mesh", error)
+    path = out or mesh.with_suffix(".eval.json")
+    path.write_text(json.dumps({"mesh": str(mesh), "gt": str(gt), **score.to_dict()}, indent=1))
+    fs = "  ".join(f"F@{k} {v:.4f}" for k, v in score.fscore.items())
+    print(f"Chamfer {score.chamfer:.5f} (of the diagonal {score.diagonal:.3f})  {fs}  "
+          f"normal consistency {score.normal_consistency:.4f}")
+    print(f"scores: {path.resolve()}")
+    return 0
+
+
+def mesh_scene(mesh: Positional[Path], out: Positional[Path], texture: Path | None = None,
+               up: Literal["x", "y", "z"] = "y", views: int = 100, test_views: int = 20, size: int = 200) -> int:
+    """Render a mesh into a Blender dataset with known geometry: OUT/{train,test}/ images on a sphere
+    of views and OUT/mesh.ply (the mesh in the scene's coordinates, the ground truth for eval-mesh).
+
+    Args:
+        mesh: the mesh (OBJ, PLY, GLB, STL, OFF); its texture (UVs + image) or vertex colours are used.
+        out: dataset folder to write.
+        texture: texture image for a mesh with UVs whose material names none.
+        up: the mesh's up axis (OBJ files are usually y-up).
+        views: training views.
+        test_views: held-out views.
+        size: image width and height in pixels.
+    """
+    from onefield.scenes.mesh_scene import make_mesh_scene
+
+    try:
+        scene = make_mesh_scene(mesh, out, texture, up, views, test_views, size)
+    except USER_ERRORS as error:
+        return _fail("mesh-scene", error)
+    print(f"{scene.root.resolve()}: {views} train + {test_views} test views at {size}x{size}, "
+          f"ground truth {scene.mesh_path.name}")
+    return 0
+
+
+COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "slim": slim,
+            "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

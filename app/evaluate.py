@@ -22,7 +22,7 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
-def _renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:
+def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:
     """A trainer around the run's weights (only its rendering and evaluation are used)."""
     config = RunConfig.load(run_dir)
     device = torch_device(device or config.device)
@@ -35,7 +35,7 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
     """Write `<run>/eval/metrics.json` (per view and mean PSNR/SSIM on white) and side-by-side
     images (render | ground truth | 4x absolute error) under `<run>/eval/`; return the metrics."""
     run_dir = Path(run_dir)
-    config, trainer, _, held_out, split = _renderer(run_dir, device)
+    config, trainer, _, held_out, split = run_renderer(run_dir, device)
     if held_out is None:
         raise ValueError(f"{config.data.path}: no held-out views to evaluate on (the run was made with eval_split 'none')")
     result = trainer.evaluate(held_out)
@@ -86,7 +86,7 @@ class RenderOutputs:
 def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | None = None) -> RenderOutputs:
     """Held-out views to `<run>/renders/views/` and a turntable to `<run>/renders/turntable.mp4`."""
     run_dir = Path(run_dir)
-    config, trainer, train, held_out, _ = _renderer(run_dir, device)
+    config, trainer, train, held_out, _ = run_renderer(run_dir, device)
     out = run_dir / "renders"
     (out / "views").mkdir(parents=True, exist_ok=True)
     views = []

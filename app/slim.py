@@ -11,7 +11,7 @@ from onefield import fields
 from onefield.fields.ranks import SlimmableField
 
 from .checkpoint import checkpoint_dir, model_tensors
-from .evaluate import _renderer
+from .evaluate import run_renderer
 
 
 def parameter_count(model) -> int:
@@ -22,7 +22,7 @@ def slim_run(run_dir: Path, ranks: list[int], device: str | None = None) -> list
     """For each rank K: RUN/slim/rank-K/ (config.json + checkpoints/latest/model.safetensors, ready
     for `onefield eval/render`) and one row of RUN/slim/curve.json (parameters, MB, held-out PSNR/SSIM)."""
     run_dir = Path(run_dir)
-    config, trainer, _, held_out, _ = _renderer(run_dir, device)
+    config, trainer, _, held_out, _ = run_renderer(run_dir, device)
     model = trainer.model
     if not isinstance(model, SlimmableField):
         slimmable = [n for n in fields.names() if issubclass(fields.registry.field_class(n), SlimmableField)]

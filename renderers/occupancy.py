@@ -79,6 +79,28 @@ class OccupancyGrid(torch.nn.Module):
         scale = (torch.ones_like(cascade) << cascade).float()[:, None]
         return center + u * half * scale
 
+    def occupied_at(self, x: Tensor) -> Tensor:
+        """bool [N]: whether the finest cell holding each world point x [N, 3] is occupied (False
+        outside the outermost cascade)."""
+        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
+        extent = u.abs().amax(-1).clamp(min=1e-12)
+        cascade = torch.ceil(torch.log2(extent)).clamp(min=0).long()  # [N], 0 inside the base box
+        inside = cascade < self.levels
+        cascade = cascade.clamp(max=self.levels - 1)
+        r = self.resolution
+        ijk = ((u / (1 << cascade)[:, None].float() * 0.5 + 0.5) * r).long().clamp(0, r - 1)  # [N, 3]
+        return self.binary()[cascade, ijk[:, 0], ijk[:, 1], ijk[:, 2]] & inside
+
+    def occupied_bounds(self) -> Tensor | None:
+        """World box [6] around the occupied cells of the base cascade (None when none is occupied)."""
+        cells = self.binary()[0].nonzero()  # [K, 3]
+        if cells.numel() == 0:
+            return None
+        lo, hi = cells.amin(0).float() / self.resolution, (cells.amax(0).float() + 1) / self.resolution
+        size = self.aabb[3:] - self.aabb[:3]
+        return torch.cat([self.aabb[:3] + lo * size, self.aabb[:3] + hi * size])
+
     @torch.no_grad()
     def update(self, sigma_fn: SigmaFn, *, step_size: float, threshold: float = 0.01, decay: float = 0.95,
                n_cells: int | None = None, chunk: int = 1 << 18, generator: torch.Generator | None = None) -> None:

@@ -15,9 +15,9 @@ from torch import Tensor
 from .blender import write_blender
 from .cameras import Cameras
 from .rays import look_at
+from .raycast import raycast_rgba
 
 SHAPES_AABB = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
-_LIGHT = np.array([0.4, -0.5, 0.75]) / np.linalg.norm([0.4, -0.5, 0.75])
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def orbit_cameras(eyes: Tensor, size: int, fov_deg: float = 40.0, near: float = 
                    size, size, near, far)
 
 
-def raycast_rgba(cameras: Cameras, supersample: int = 3) -> Tensor:
+def render_shapes(cameras: Cameras, supersample: int = 3) -> Tensor:
     """uint8 straight-alpha RGBA [N, H, W, 4] of the shapes, `supersample`^2 rays per pixel."""
     import open3d as o3d
 
@@ -89,32 +89,16 @@ def raycast_rgba(cameras: Cameras, supersample: int = 3) -> Tensor:
     for name, mesh in _meshes():
         scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
         names.append(name)
-    s = supersample
-    out = []
-    for i in range(len(cameras)):
-        # sub-pixel centres (a + 0.5) / s, shifted by -0.5 because Cameras.rays aims at pixel centres
-        v, u = torch.meshgrid((torch.arange(cameras.height * s) + 0.5) / s - 0.5,
-                              (torch.arange(cameras.width * s) + 0.5) / s - 0.5, indexing="ij")
-        rays = cameras.rays(torch.full((u.numel(),), i), u.flatten(), v.flatten())
-        hits = scene.cast_rays(o3d.core.Tensor(torch.cat([rays.origins, rays.directions], -1).numpy()))
-        t = hits["t_hit"].numpy()
-        hit = np.isfinite(t)
-        gid = hits["geometry_ids"].numpy()
-        normals = hits["primitive_normals"].numpy()
-        points = rays.origins.numpy() + rays.directions.numpy() * np.where(hit, t, 0)[:, None]
-        rgb = np.zeros((t.shape[0], 3))
+
+    def albedo(hits: dict[str, np.ndarray], points: np.ndarray) -> np.ndarray:
+        rgb = np.zeros((points.shape[0], 3))
         for g, name in enumerate(names):
-            m = hit & (gid == g)
+            m = hits["geometry_ids"] == g
             if m.any():
-                n = normals[m]
-                n = np.where((n * rays.directions.numpy()[m]).sum(-1, keepdims=True) > 0, -n, n)  # face the camera
-                shade = 0.35 + 0.65 * np.clip(n @ _LIGHT, 0.0, 1.0)[:, None]
-                rgb[m] = _albedo(name, points[m]) * shade
-        rgba = np.concatenate([rgb * hit[:, None], hit[:, None].astype(np.float64)], -1)
-        rgba = rgba.reshape(cameras.height, s, cameras.width, s, 4).mean((1, 3))  # premultiplied box filter
-        color = np.where(rgba[..., 3:] > 0, rgba[..., :3] / np.maximum(rgba[..., 3:], 1e-8), 0.0)
-        out.append(np.concatenate([color, rgba[..., 3:]], -1))
-    return torch.from_numpy(np.round(np.clip(np.stack(out), 0, 1) * 255).astype(np.uint8))
+                rgb[m] = _albedo(name, points[m])
+        return rgb
+
+    return raycast_rgba(cameras, scene, albedo, supersample)
 
 
 def ground_truth_mesh(path: Path) -> Path:
@@ -135,7 +119,7 @@ def make_shapes_scene(root: str | Path, n_train: int = 64, n_test: int = 16, siz
     radius = 3.6
     train = orbit_cameras(sphere_views(n_train, radius), size)
     test = orbit_cameras(sphere_views(n_test, radius, seed_offset=0.37), size)
-    write_blender(root, "train", train, raycast_rgba(train), SHAPES_AABB)
-    write_blender(root, "test", test, raycast_rgba(test), SHAPES_AABB)
+    write_blender(root, "train", train, render_shapes(train), SHAPES_AABB)
+    write_blender(root, "test", test, render_shapes(test), SHAPES_AABB)
     mesh = ground_truth_mesh(root / "mesh.ply")
     return ShapesScene(root, mesh, n_train, n_test, size)

@@ -1,0 +1,90 @@
+"""Mesh quality against ground truth: fit a known-geometry scene, export with every method, score.
+
+Scenes:
+- spot: `common-3d-meshes/spot.obj` rendered by `onefield mesh-scene` (UV checker, 100 train + 20
+  test views at --size px; cached under ~/.cache/onefield/mesh-scenes);
+- shapes: the built-in procedural demo scene (64 train / 16 test views at 100x100).
+Each (scene, backend) is one fit of --minutes through the same `FitJob` as `onefield fit`
+(hashgrid at the CPU demo size), then `onefield export mesh RUN --method M` for mc, tsdf and poisson
+(default options: 256 lattice points / voxels along the occupied box, cleanup on), scored by
+`onefield eval-mesh` against the scene's ground truth. Also times a 256^3 mc export on its own.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import trimesh
+from common import finish
+
+from onefield.app.demo import DEMO_FIELD
+from onefield.app.export import export_mesh
+from onefield.app.fit import FitJob
+from onefield.app.mesh_config import MeshExportConfig
+from onefield.app.mesh_metrics import score_mesh
+from onefield.app.runs import DataSpec
+from onefield.app.trainer import TrainerConfig
+from onefield.scenes import make_shapes_scene
+from onefield.scenes.mesh_scene import make_mesh_scene
+
+METHODS = ("mc", "tsdf", "poisson")
+
+
+def scene(name: str, size: int, data_root: Path, cache: Path) -> tuple[Path, Path]:
+    """(dataset folder, ground-truth mesh) of a benchmark scene, made once and cached."""
+    root = cache / f"{name}-{size}"
+    if not (root / "mesh.ply").is_file():
+        if name == "spot":
+            make_mesh_scene(data_root / "common-3d-meshes" / "spot.obj", root, n_train=100, n_test=20, size=size)
+        else:
+            make_shapes_scene(root, n_train=64, n_test=16, size=size)
+    return root, root / "mesh.ply"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenes", nargs="+", default=["spot", "shapes"], choices=["spot", "shapes"])
+    parser.add_argument("--backends", nargs="+", default=["hashgrid", "tensorf-vm"])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--size", type=int, default=100)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    cache = Path(os.environ.get("ONEFIELD_CACHE", Path.home() / ".cache" / "onefield")) / "mesh-scenes"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for scene_name in args.scenes:
+            root, gt_path = scene(scene_name, args.size, data_root, cache)
+            gt = trimesh.load(gt_path)
+            for backend in args.backends:
+                trainer = TrainerConfig(minutes=args.minutes, steps=1_000_000, eval_every=0, checkpoint_every=0)
+                job = FitJob.create(DataSpec(str(root)), backend, DEMO_FIELD if backend == "hashgrid" else {},
+                                    trainer, Path(tmp))
+                job.run()
+                psnr = job.final_eval.mean_psnr
+                for method in METHODS:
+                    export = export_mesh(job.run_dir, MeshExportConfig(method=method))
+                    score = score_mesh(trimesh.load(export.path, process=False), gt)
+                    row = {"scene": scene_name, "backend": backend, "psnr": round(psnr, 2), "method": method,
+                           "chamfer": round(score.chamfer, 5), "f1": round(score.fscore["1%"], 4),
+                           "f05": round(score.fscore["0.5%"], 4), "normal_consistency": round(score.normal_consistency, 4),
+                           "faces_raw": export.stages[0][1], "faces": export.faces,
+                           "export_s": round(export.seconds["total"], 1)}
+                    rows.append(row)
+                    print(f"{scene_name:6s} {backend:10s} {psnr:5.2f} dB  {method:8s} Chamfer {row['chamfer']:.5f}  "
+                          f"F@1% {row['f1']:.4f}  F@0.5% {row['f05']:.4f}  NC {row['normal_consistency']:.4f}  "
+                          f"faces {row['faces_raw']:,} -> {row['faces']:,}  {row['export_s']:.1f} s", flush=True)
+                if backend == args.backends[0] and scene_name == args.scenes[0]:
+                    start = time.perf_counter()
+                    mc = export_mesh(job.run_dir, MeshExportConfig(method="mc", resolution=256, colors="none",
+                                                                  cleanup=MeshExportConfig().cleanup))
+                    mc_seconds = time.perf_counter() - start
+                    print(f"256^3 mc export (no colours): {mc_seconds:.1f} s, {mc.faces:,} faces", flush=True)
+    finish("mesh", {"minutes": args.minutes, "size": args.size, "rows": rows, "mc256_seconds": round(mc_seconds, 1)})
+
+
+if __name__ == "__main__":
+    main()
