@@ -62,12 +62,13 @@ def sample_density(sigma_fn: Callable[[Tensor], Tensor], bounds: Tensor, resolut
     zs = torch.arange(nz, device=device, dtype=torch.float32) * spacing + float(origin[2])
     plane = torch.stack(torch.meshgrid(ys, zs, indexing="ij"), -1).view(-1, 2)  # [Y Z, 2]
     slabs = max(1, chunk // plane.shape[0])
+    occupancy = grid.binary() if grid is not None else None  # unpacked once, read by every slab
     queried = 0
     for x0 in range(0, nx, slabs):
         xs = torch.arange(x0, min(nx, x0 + slabs), device=device, dtype=torch.float32) * spacing + float(origin[0])
         points = torch.cat([xs.repeat_interleave(plane.shape[0])[:, None], plane.repeat(xs.numel(), 1)], -1)
         sigma = torch.zeros(points.shape[0], device=device)
-        keep = grid.occupied_at(points).nonzero().squeeze(1) if grid is not None else None
+        keep = grid.occupied_at(points, occupancy).nonzero().squeeze(1) if grid is not None else None
         if keep is None:
             sigma = sigma_fn(points).float()
             queried += points.shape[0]

@@ -79,9 +79,10 @@ class OccupancyGrid(torch.nn.Module):
         scale = (torch.ones_like(cascade) << cascade).float()[:, None]
         return center + u * half * scale
 
-    def occupied_at(self, x: Tensor) -> Tensor:
+    def occupied_at(self, x: Tensor, occupancy: Tensor | None = None) -> Tensor:
         """bool [N]: whether the finest cell holding each world point x [N, 3] is occupied (False
-        outside the outermost cascade)."""
+        outside the outermost cascade). `occupancy`: `binary()` unpacked once by a caller that asks
+        many times."""
         center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
         u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
         extent = u.abs().amax(-1).clamp(min=1e-12)
@@ -90,7 +91,8 @@ class OccupancyGrid(torch.nn.Module):
         cascade = cascade.clamp(max=self.levels - 1)
         r = self.resolution
         ijk = ((u / (1 << cascade)[:, None].float() * 0.5 + 0.5) * r).long().clamp(0, r - 1)  # [N, 3]
-        return self.binary()[cascade, ijk[:, 0], ijk[:, 1], ijk[:, 2]] & inside
+        occupancy = self.binary() if occupancy is None else occupancy
+        return occupancy[cascade, ijk[:, 0], ijk[:, 1], ijk[:, 2]] & inside
 
     def occupied_bounds(self) -> Tensor | None:
         """World box [6] around the occupied cells of the base cascade (None when none is occupied)."""

@@ -86,48 +86,47 @@ def _texture(mesh: trimesh.Trimesh, texture: str | Path | None) -> np.ndarray | 
     return pixels if len(np.unique(pixels.reshape(-1, 3), axis=0)) > 1 else None
 
 
+def _at_hits(values: np.ndarray, faces: np.ndarray, hits: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-vertex `values` [V, C] interpolated at the ray hits (open3d's triangle ids and barycentric
+    (u, v) of the triangle's vertices 1 and 2) -> [K, C]."""
+    f = faces[hits["primitive_ids"].astype(np.int64)]  # [K, 3]
+    b = hits["primitive_uvs"].astype(np.float64)  # [K, 2]
+    return (1 - b[:, :1] - b[:, 1:]) * values[f[:, 0]] + b[:, :1] * values[f[:, 1]] + b[:, 1:] * values[f[:, 2]]
+
+
+def _bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """texture [H, W, 3] at UV coordinates [K, 2] (wrapped; OBJ's v runs up the image) -> [K, 3]."""
+    h, w = texture.shape[:2]
+    x = (uv[:, 0] % 1.0) * w - 0.5
+    y = (1.0 - uv[:, 1] % 1.0) * h - 0.5
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+
+    def pixel(xi: np.ndarray, yi: np.ndarray) -> np.ndarray:
+        return texture[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+
+    return ((1 - fx) * (1 - fy) * pixel(x0, y0) + fx * (1 - fy) * pixel(x0 + 1, y0)
+            + (1 - fx) * fy * pixel(x0, y0 + 1) + fx * fy * pixel(x0 + 1, y0 + 1))
+
+
+def _checker(coords: np.ndarray) -> np.ndarray:
+    """Two-colour checker [K, 3] over coordinates [K, D] (CHECKS squares per unit)."""
+    return np.where((np.floor(coords * CHECKS).sum(-1) % 2)[:, None] > 0, CHECK_COLORS[0], CHECK_COLORS[1])
+
+
 def _albedo_fn(mesh: trimesh.Trimesh, texture: np.ndarray | None):
     faces = np.asarray(mesh.faces)
-    if texture is not None:
-        uv = np.asarray(mesh.visual.uv, dtype=np.float64)
-        h, w = texture.shape[:2]
-
-        def from_texture(hits, points):
-            f = faces[hits["primitive_ids"].astype(np.int64)]  # [K, 3]
-            b = hits["primitive_uvs"].astype(np.float64)  # barycentric (u, v) of vertices 1 and 2
-            t = (1 - b[:, :1] - b[:, 1:]) * uv[f[:, 0]] + b[:, :1] * uv[f[:, 1]] + b[:, 1:] * uv[f[:, 2]]
-            x = (t[:, 0] % 1.0) * w - 0.5  # bilinear lookup, OBJ's v runs up the image
-            y = (1.0 - t[:, 1] % 1.0) * h - 0.5
-            x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-            fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-            px = lambda xi, yi: texture[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]  # noqa: E731
-            return ((1 - fx) * (1 - fy) * px(x0, y0) + fx * (1 - fy) * px(x0 + 1, y0)
-                    + (1 - fx) * fy * px(x0, y0 + 1) + fx * fy * px(x0 + 1, y0 + 1))
-
-        return from_texture
-    colors = getattr(mesh.visual, "vertex_colors", None) if mesh.visual.kind == "vertex" else None
-    if colors is not None:
-        colors = np.asarray(colors, dtype=np.float64)[:, :3] / 255.0
-
-        def from_vertices(hits, points):
-            f = faces[hits["primitive_ids"].astype(np.int64)]
-            b = hits["primitive_uvs"].astype(np.float64)
-            return (1 - b[:, :1] - b[:, 1:]) * colors[f[:, 0]] + b[:, :1] * colors[f[:, 1]] + b[:, 1:] * colors[f[:, 2]]
-
-        return from_vertices
     uv = getattr(mesh.visual, "uv", None)
+    if texture is not None:
+        uv = np.asarray(uv, dtype=np.float64)
+        return lambda hits, points: _bilinear(texture, _at_hits(uv, faces, hits))
+    if mesh.visual.kind == "vertex":
+        colors = np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0
+        return lambda hits, points: _at_hits(colors, faces, hits)
     if uv is not None:  # a UV checker: texture detail that multi-view fitting can lock onto
         uv = np.asarray(uv, dtype=np.float64)
-
-        def checker(hits, points):
-            f = faces[hits["primitive_ids"].astype(np.int64)]
-            b = hits["primitive_uvs"].astype(np.float64)
-            t = (1 - b[:, :1] - b[:, 1:]) * uv[f[:, 0]] + b[:, :1] * uv[f[:, 1]] + b[:, 1:] * uv[f[:, 2]]
-            return np.where((np.floor(t * CHECKS).sum(-1) % 2)[:, None] > 0, CHECK_COLORS[0], CHECK_COLORS[1])
-
-        return checker
-    return lambda hits, points: np.where((np.floor(points * CHECKS).sum(-1) % 2)[:, None] > 0, CHECK_COLORS[0],
-                                         CHECK_COLORS[1])
+        return lambda hits, points: _checker(_at_hits(uv, faces, hits))
+    return lambda hits, points: _checker(points)
 
 
 def make_mesh_scene(mesh_path: str | Path, root: str | Path, texture: str | Path | None = None, up: str = "y",
