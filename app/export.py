@@ -95,12 +95,10 @@ def colors_from_photos(trainer: Trainer, points: np.ndarray, fallback: np.ndarra
     data = trainer.train_data
     cams = data.cameras
     total, count = np.zeros_like(points, dtype=np.float64), np.zeros(len(points))
+    world = torch.as_tensor(points, dtype=torch.float32)
     for i in range(len(cams)):
-        c2w = cams.c2w[i].cpu().numpy().astype(np.float64)
-        cam = (points - c2w[:, 3]) @ c2w[:, :3]  # [V, 3] camera coordinates
-        z = cam[:, 2]
-        u = cam[:, 0] / np.maximum(z, 1e-9) * float(cams.fx[i]) + float(cams.cx[i])
-        v = cam[:, 1] / np.maximum(z, 1e-9) * float(cams.fy[i]) + float(cams.cy[i])
+        uv, z = (t.numpy() for t in cams.project(world, i))
+        u, v = uv[:, 0], uv[:, 1]
         inside = (z > 0) & (u >= 0) & (u < cams.width) & (v >= 0) & (v < cams.height)
         if not inside.any():
             continue
@@ -108,7 +106,7 @@ def colors_from_photos(trainer: Trainer, points: np.ndarray, fallback: np.ndarra
         opacity = out["opacity"].cpu().numpy()
         ray_depth = out["depth"].cpu().numpy() / np.maximum(opacity, 1e-6)
         ui, vi = u[inside].astype(np.int64), v[inside].astype(np.int64)
-        distance = np.linalg.norm(cam[inside], axis=1)
+        distance = np.linalg.norm(points[inside] - cams.c2w[i, :, 3].numpy(), axis=1)
         seen = (opacity[vi, ui] > 0.5) & (np.abs(ray_depth[vi, ui] - distance) < 0.01 * distance + 2 * trainer.step_size)
         idx = np.nonzero(inside)[0][seen]
         rgba = data.images[i, vi[seen], ui[seen]].numpy().astype(np.float64) / 255.0  # premultiplied

@@ -12,6 +12,7 @@ save, so a resumed run continues exactly as an uninterrupted one.
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from onefield.fields import Field
 from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image
+from onefield.renderers.carving import carve
 from onefield.scenes import PosedImages
 
 from .metrics import psnr, ssim
@@ -51,6 +53,9 @@ class TrainerConfig:
     grid_warmup_steps: int = 128
     """steps before the grid first prunes: until then every cell is sampled, so thin structures
     are learned before a refresh can cut them away (the first two refreshes probe every cell)"""
+    carve: bool = True
+    """start the occupancy grid from the visual hull of the training alphas (images with alpha
+    only): the empty box is skipped from step 0 and what a view shows opaque is never pruned early"""
     grid_threshold: float = 0.01
     """a cell is occupied when sigma * step exceeds min(this, the mean)"""
     lr_warmup_steps: int = 100
@@ -214,11 +219,21 @@ class Trainer:
                          n_cells=n_cells, generator=self.generator)
         self.state.occupied_fraction = self.grid.occupied_fraction()
 
+    def _carve(self) -> None:
+        kept = carve(self.grid, self.cameras, self.images[..., 3], near=self.cameras.near)
+        if kept == 0.0:
+            warnings.warn("space carving: no cell lies inside every training mask, so the masks (alpha) and the "
+                          "camera poses disagree; training on the whole box. Check the poses' convention or "
+                          "pass --trainer.no-carve.", stacklevel=2)
+        self.state.occupied_fraction = self.grid.occupied_fraction()
+
     def step(self) -> TrainState:
         """One optimisation step; returns the updated state."""
         c, s = self.config, self.state
         start = time.perf_counter()
         self.model.train()
+        if s.step == 0 and c.carve and self.train_data.has_alpha:
+            self._carve()
         if s.step >= c.grid_warmup_steps and s.step % c.grid_update_every == 0:
             self._update_grid()
         self._follow_schedule()

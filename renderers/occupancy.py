@@ -4,7 +4,9 @@ Cascade c covers the base box scaled by 2^c about its centre, each at `resolutio
 one grid serves bounded scenes (levels=1) and unbounded ones (levels > 1, coarser far away).
 Each cell keeps a running opacity estimate `occs` (sigma * step_size, an alpha proxy); the
 packed bitfield that the marcher reads marks cells whose estimate exceeds
-min(mean estimate, threshold).
+min(mean estimate, threshold). A negative estimate marks a cell excluded for good (Instant-NGP
+marks cells no camera sees this way; onefield also marks cells outside the visual hull of the
+training masks, see `carving.py`): updates never probe it and it never becomes occupied again.
 """
 
 from collections.abc import Callable, Sequence
@@ -63,10 +65,21 @@ class OccupancyGrid(torch.nn.Module):
 
     @torch.no_grad()
     def fill_(self, occupied: bool = True) -> "OccupancyGrid":
-        """Reset: every cell occupied (the marcher samples the whole box) or every cell empty."""
+        """Reset: every cell occupied (the marcher samples the whole box) or every cell empty;
+        excluded cells are forgotten too."""
         self.occs.fill_(0.0)
         self.bitfield.fill_(255 if occupied else 0)
         return self
+
+    @torch.no_grad()
+    def exclude_(self, cells: Tensor) -> "OccupancyGrid":
+        """Mark `cells` (bool, [n_cells] or [levels, R, R, R]) empty for good; others keep their bits."""
+        self.occs[cells.flatten().to(self.occs.device)] = -1.0
+        self.bitfield = self.bitfield & ops.grid_pack_bits(self.occs, -0.5)
+        return self
+
+    def excluded_fraction(self) -> float:
+        return float((self.occs < 0).float().mean())
 
     def cell_points(self, indices: Tensor, jitter: Tensor) -> Tensor:
         """World positions inside cells `indices` [K] at offsets `jitter` [K, 3] in [0, 1)."""
@@ -113,15 +126,16 @@ class OccupancyGrid(torch.nn.Module):
         probed at one jittered point; its value is sigma * step_size. Cells not probed decay.
         """
         device = self.occs.device
+        excluded = self.occs < 0  # [n_cells]
         if n_cells is None:
-            indices = torch.arange(self.n_cells, device=device)
+            indices = torch.nonzero(~excluded).flatten()
         else:
             uniform = torch.randint(0, self.n_cells, (n_cells,), device=device, generator=generator)
             occupied = torch.nonzero(self.binary().flatten()).flatten()
             if occupied.numel() > 0:
                 pick = torch.randint(0, occupied.numel(), (n_cells,), device=device, generator=generator)
                 uniform = torch.cat([uniform, occupied[pick]])
-            indices = uniform
+            indices = uniform[~excluded[uniform]]
         jitter = torch.rand(indices.numel(), 3, device=device, generator=generator)
         values = torch.empty(indices.numel(), device=device)
         for start in range(0, indices.numel(), chunk):
@@ -132,4 +146,5 @@ class OccupancyGrid(torch.nn.Module):
             values[sl] = sigma.float() * step_size
         values = torch.nan_to_num(values, nan=0.0, posinf=1e6).clamp_(min=0.0)
         ops.grid_ema_update_(self.occs, indices, values, decay)
-        self.bitfield = ops.grid_pack_bits(self.occs, min(float(self.occs.mean()), threshold))
+        self.occs.masked_fill_(excluded, -1.0)  # the decay moved them towards 0
+        self.bitfield = ops.grid_pack_bits(self.occs, min(float(self.occs.clamp(min=0.0).mean()), threshold))

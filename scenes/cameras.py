@@ -118,6 +118,19 @@ class Cameras:
         d_world = torch.nn.functional.normalize(torch.einsum("rij,rj->ri", c2w[:, :, :3], d_cam), dim=-1)
         return Rays(c2w[:, :, 3].contiguous(), d_world, image_index, self.near, self.far)
 
+    def project(self, points: Tensor, index: int) -> tuple[Tensor, Tensor]:
+        """Where camera `index` sees world `points` [K, 3]: pixel coordinates [K, 2] (the centre of
+        pixel (0, 0) at (0.5, 0.5), as in `rays`) and depth along the optical axis [K] (<= 0 behind)."""
+        c2w = self.c2w[index]
+        cam = (points - c2w[:, 3]) @ c2w[:, :3]  # [K, 3], world -> camera is the transposed rotation
+        z = cam[:, 2]
+        safe = torch.where(z.abs() > 1e-9, z, torch.full_like(z, 1e-9))
+        x, y = cam[:, 0] / safe, cam[:, 1] / safe
+        if self.distortion is not None:
+            x, y = distort(x, y, self.distortion[index].expand(x.shape[0], 4))
+        uv = torch.stack([x * self.fx[index] + self.cx[index], y * self.fy[index] + self.cy[index]], -1)
+        return uv, z
+
     def image_rays(self, index: int) -> Rays:
         """All H*W rays of one camera, row-major."""
         v, u = torch.meshgrid(torch.arange(self.height, device=self.device),

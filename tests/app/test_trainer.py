@@ -9,7 +9,7 @@ from onefield.app.checkpoint import load_checkpoint, save_checkpoint
 from onefield.app.fit import FitJob
 from onefield.app.runs import DataSpec, RunConfig, load_trained
 from onefield.app.trainer import Trainer, TrainerConfig, TrainingDiverged
-from onefield.renderers import OccupancyGrid
+from onefield.renderers import OccupancyGrid, march
 from onefield.scenes import read_blender
 
 TINY_FIELD = {"n_levels": 12, "log2_table_size": 15, "max_resolution": 256}
@@ -39,6 +39,31 @@ def test_tiny_scene_is_learned(shapes_scene):
     assert s.done and s.step == 600 and s.total_rays > 600 * 64
     assert 0.01 < s.occupied_fraction < 0.5  # the grid pruned empty space
     assert after.images[0].shape == (40, 40, 3) and s.preview is not None
+
+
+def test_training_starts_from_the_visual_hull_of_the_masks(shapes_scene):
+    carved, whole = make_trainer(shapes_scene, steps=10), make_trainer(shapes_scene, steps=10, carve=False)
+    carved.step()
+    whole.step()
+    assert whole.grid.excluded_fraction() == 0.0 and whole.state.occupied_fraction == 1.0
+    assert 0.5 < carved.grid.excluded_fraction() < 1.0
+    assert carved.state.samples_per_ray < whole.state.samples_per_ray / 3
+    # no training ray that shows the object lost its samples
+    images, cams = carved.train_data.images, carved.train_data.cameras
+    opaque = torch.nonzero(images[..., 3].flatten() > 127).flatten()
+    n, h, w = images.shape[:3]
+    rays = cams.rays(opaque // (h * w), opaque % w, (opaque // w) % h)
+    samples = march(rays.origins, rays.directions, carved.grid, step_size=carved.step_size, near=cams.near, far=cams.far)
+    assert bool((samples.packed_info[:, 1] > 0).all())
+
+
+def test_masks_that_contradict_the_poses_warn_and_train_on_the_whole_box(shapes_scene):
+    trainer = make_trainer(shapes_scene, steps=10)
+    trainer.train_data.images[..., 3] = 0  # every view says "nothing here"
+    trainer.images = trainer.train_data.images
+    with pytest.warns(UserWarning, match="masks .* and the camera poses disagree"):
+        trainer.step()
+    assert trainer.grid.excluded_fraction() == 0.0
 
 
 def test_resumed_training_matches_uninterrupted(shapes_scene, tmp_path):
