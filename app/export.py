@@ -18,7 +18,7 @@ from PIL import Image
 
 from onefield.renderers import render_image
 from onefield.renderers.fusion import DepthView, point_cloud, poisson_surface, tsdf_fusion
-from onefield.renderers.mesh import marching_cubes, opacity_level, sample_density
+from onefield.renderers.mesh import fill_voids, marching_cubes, opacity_level, sample_density
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 from onefield.scenes.shapes import sphere_views
@@ -204,6 +204,8 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
             volume = sample_density(trainer.model.eval().density, bounds, config.resolution, grid)
         seconds["density"] = time.perf_counter() - start
         level = config.level if config.level is not None else surface_level(trainer)
+        if config.fill_voids:
+            volume = fill_voids(volume, level)
         surface = marching_cubes(volume, level)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(surface.vertices.astype(np.float64)),
                                          o3d.utility.Vector3iVector(surface.faces.astype(np.int32)))

@@ -13,8 +13,9 @@ class CleanupConfig:
     """drop connected components with fewer faces than this fraction of the largest one (floaters; 0: keep all)"""
     smooth: int = 0
     """Taubin smoothing iterations (volume-preserving; 0: none)"""
-    faces: int = 0
-    """decimate to at most this many faces by quadric error (0: keep every face)"""
+    faces: int = 300_000
+    """decimate to at most this many faces by quadric error (0: keep every face); a 256^3 marching-cubes
+    mesh has ~0.8 M, far more than its detail needs"""
 
 
 @dataclass
@@ -26,6 +27,9 @@ class MeshExportConfig:
     """mc: lattice points along the longest side of the occupied box; tsdf: voxels along it"""
     level: float | None = None
     """mc: density iso-level (default: the lower decile of the density at the rendered depth of opaque training rays)"""
+    fill_voids: bool = True
+    """mc: fill pockets of low density enclosed by the surface (no view sees them; unfilled, each
+    becomes an inner shell)"""
     views: str = "train"
     """tsdf / poisson: render depth from the 'train' cameras or from a 'sphere' of views around the box"""
     n_views: int = 100

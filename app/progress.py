@@ -1,7 +1,11 @@
 """Rich progress for a fit job in a terminal: loss, PSNR, samples per ray, rays/s and ETA."""
 
 import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -21,6 +25,28 @@ def status_line(s: TrainState) -> str:
             f"{s.samples_per_ray:.1f} samples/ray | {s.rays_per_second / 1000:.1f}k rays/s | ETA {eta}")
 
 
+@contextmanager
+def stop_on_ctrl_c() -> Iterator[list[bool]]:
+    """Ctrl-C sets a flag that the loop checks between steps, so the run stops at a step boundary.
+    Python's own handler raises KeyboardInterrupt wherever the main thread is, which can be inside
+    a finalizer, where it is printed and dropped (the run went on). A second Ctrl-C raises at once."""
+    requested = [False]
+
+    def handler(signum, frame):
+        if requested[0]:
+            raise KeyboardInterrupt
+        requested[0] = True
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield requested
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train_with_progress(job: FitJob, console: Console | None = None) -> int:
     """Run `job` with a progress bar; returns the command's exit code."""
     console = console or Console(stderr=True)
@@ -29,10 +55,12 @@ def train_with_progress(job: FitJob, console: Console | None = None) -> int:
     columns = (TextColumn("[bold]fit"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     try:
-        with Progress(*columns, console=console, transient=False) as progress:
+        with stop_on_ctrl_c() as interrupted, Progress(*columns, console=console, transient=False) as progress:
             task = progress.add_task("fit", total=trainer.config.steps, completed=trainer.state.step, status="")
 
             def on_step(s: TrainState) -> None:
+                if interrupted[0]:
+                    raise KeyboardInterrupt  # job.run saves the checkpoint
                 if s.step % 10 == 0:
                     progress.update(task, completed=s.step, status=status_line(s))
 

@@ -51,8 +51,9 @@ class TrainerConfig:
     grid_update_every: int = 16
     """steps between occupancy-grid refreshes"""
     grid_warmup_steps: int = 128
-    """steps before the grid first prunes: until then every cell is sampled, so thin structures
-    are learned before a refresh can cut them away (the first two refreshes probe every cell)"""
+    """steps before the grid first prunes: until then every cell (of the visual hull, see `carve`) is
+    sampled, so thin structures are learned before a refresh can cut them away (the first two
+    refreshes probe every cell)"""
     carve: bool = True
     """start the occupancy grid from the visual hull of the training alphas (images with alpha
     only): the empty box is skipped from step 0 and what a view shows opaque is never pruned early"""

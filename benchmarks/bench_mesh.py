@@ -7,7 +7,7 @@ Scenes:
 Each (scene, backend) is one fit of --minutes through the same `FitJob` as `onefield fit`
 (hashgrid at the CPU demo size), then `onefield export mesh RUN --method M` for mc, tsdf and poisson
 (default options: 256 lattice points / voxels along the occupied box, cleanup on), scored by
-`onefield eval-mesh` against the scene's ground truth. Also times a 256^3 mc export on its own.
+`onefield eval-mesh` against the scene's ground truth. Also times 256^3 and 512^3 mc exports on their own.
 """
 
 import argparse
@@ -54,7 +54,7 @@ def main() -> None:
     torch.manual_seed(0)
     data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     cache = Path(os.environ.get("ONEFIELD_CACHE", Path.home() / ".cache" / "onefield")) / "mesh-scenes"
-    rows = []
+    rows, mc_seconds = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for scene_name in args.scenes:
             root, gt_path = scene(scene_name, args.size, data_root, cache)
@@ -70,20 +70,23 @@ def main() -> None:
                     score = score_mesh(trimesh.load(export.path, process=False), gt)
                     row = {"scene": scene_name, "backend": backend, "psnr": round(psnr, 2), "method": method,
                            "chamfer": round(score.chamfer, 5), "f1": round(score.fscore["1%"], 4),
-                           "f05": round(score.fscore["0.5%"], 4), "normal_consistency": round(score.normal_consistency, 4),
+                           "f05": round(score.fscore["0.5%"], 4), "precision1": round(score.precision["1%"], 4),
+                           "recall1": round(score.recall["1%"], 4), "normal_consistency": round(score.normal_consistency, 4),
                            "faces_raw": export.stages[0][1], "faces": export.faces,
                            "export_s": round(export.seconds["total"], 1)}
                     rows.append(row)
                     print(f"{scene_name:6s} {backend:10s} {psnr:5.2f} dB  {method:8s} Chamfer {row['chamfer']:.5f}  "
-                          f"F@1% {row['f1']:.4f}  F@0.5% {row['f05']:.4f}  NC {row['normal_consistency']:.4f}  "
+                          f"F@1% {row['f1']:.4f} (P {row['precision1']:.3f} R {row['recall1']:.3f})  "
+                          f"F@0.5% {row['f05']:.4f}  NC {row['normal_consistency']:.4f}  "
                           f"faces {row['faces_raw']:,} -> {row['faces']:,}  {row['export_s']:.1f} s", flush=True)
                 if backend == args.backends[0] and scene_name == args.scenes[0]:
-                    start = time.perf_counter()
-                    mc = export_mesh(job.run_dir, MeshExportConfig(method="mc", resolution=256, colors="none",
-                                                                  cleanup=MeshExportConfig().cleanup))
-                    mc_seconds = time.perf_counter() - start
-                    print(f"256^3 mc export (no colours): {mc_seconds:.1f} s, {mc.faces:,} faces", flush=True)
-    finish("mesh", {"minutes": args.minutes, "size": args.size, "rows": rows, "mc256_seconds": round(mc_seconds, 1)})
+                    for resolution in (256, 512):
+                        start = time.perf_counter()
+                        mc = export_mesh(job.run_dir, MeshExportConfig(method="mc", resolution=resolution, colors="none"))
+                        mc_seconds[resolution] = round(time.perf_counter() - start, 1)
+                        print(f"{resolution}^3 mc export (no colours, default cleanup): {mc_seconds[resolution]:.1f} s, "
+                              f"{mc.stages[0][1]:,} -> {mc.faces:,} faces", flush=True)
+    finish("mesh", {"minutes": args.minutes, "size": args.size, "rows": rows, "mc_seconds": mc_seconds})
 
 
 if __name__ == "__main__":

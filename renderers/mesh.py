@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 from skimage import measure
 from torch import Tensor
 
@@ -77,6 +78,22 @@ def sample_density(sigma_fn: Callable[[Tensor], Tensor], bounds: Tensor, resolut
             queried += keep.numel()
         values[x0:x0 + xs.numel()] = torch.nan_to_num(sigma, nan=0.0).view(xs.numel(), ny, nz).cpu().numpy()
     return DensityVolume(values, origin, spacing, queried)
+
+
+def fill_voids(volume: DensityVolume, level: float) -> DensityVolume:
+    """The volume with every pocket below `level` that the outside cannot reach raised to `level`'s
+    side of solid. A density trained from images is free inside an object (no ray gets there), so
+    marching cubes finds closed inner shells around its low-density pockets; no view can see them.
+    Outside is what connects to the lattice border through face-adjacent empty points; a surface
+    with a hole lets the outside in and keeps its pockets."""
+    empty = volume.values <= level
+    labels, _ = ndimage.label(np.pad(empty, 1, constant_values=True))  # the padding joins the whole border
+    enclosed = empty & (labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0])
+    if not enclosed.any():
+        return volume
+    values = volume.values.copy()
+    values[enclosed] = np.float32(2.0 * level if level > 0 else level + 1.0)
+    return DensityVolume(values, volume.origin, volume.spacing, volume.queried)
 
 
 @dataclass

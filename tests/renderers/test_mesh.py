@@ -9,7 +9,7 @@ import trimesh
 
 from onefield.renderers import OccupancyGrid, render_image
 from onefield.renderers.fusion import DepthView, point_cloud, poisson_surface, tsdf_fusion
-from onefield.renderers.mesh import lattice_for, marching_cubes, opacity_level, sample_density
+from onefield.renderers.mesh import fill_voids, lattice_for, marching_cubes, opacity_level, sample_density
 from onefield.scenes import sphere
 from onefield.scenes.shapes import orbit_cameras, sphere_views
 
@@ -42,6 +42,33 @@ def test_marching_cubes_recovers_a_sphere_within_one_percent():
     assert mesh.volume == pytest.approx(4 / 3 * math.pi * 0.5**3, rel=0.02)  # positive: faces wound outward
     outward = (surface.normals * surface.vertices).sum(1) / radii
     assert outward.min() > 0.8 and outward.mean() > 0.98
+
+
+def hollow_ball(x: torch.Tensor, tunnel: bool = False) -> torch.Tensor:
+    """A shell 0.35 < r < 0.5 around an empty pocket (a density trained from images looks like this
+    inside objects); `tunnel` drills a hole from the pocket to the outside along +x."""
+    shell = soft_sphere(x) - soft_sphere(x, 0.35)
+    if tunnel:
+        shell = shell * (1 - torch.sigmoid((0.1 - x[:, 1:].norm(dim=-1)) * 300.0) * (x[:, 0] > 0))
+    return shell
+
+
+@pytest.mark.parametrize("tunnel", [False, True])
+def test_fill_voids_removes_the_inner_shell_of_an_enclosed_pocket_only(tunnel):
+    volume = sample_density(lambda x: hollow_ball(x, tunnel), BOX, 96)
+    raw_surface = marching_cubes(volume, 50.0)
+    raw = trimesh.Trimesh(raw_surface.vertices, raw_surface.faces)
+    filled_surface = marching_cubes(fill_voids(volume, 50.0), 50.0)
+    filled = trimesh.Trimesh(filled_surface.vertices, filled_surface.faces)
+    radii = np.linalg.norm(filled.vertices, axis=1)
+    assert (np.linalg.norm(raw.vertices, axis=1) < 0.4).any()  # marching cubes alone: an inner shell
+    if tunnel:  # the pocket is reachable from outside: its wall is a real, visible surface and stays
+        assert len(filled.faces) == len(raw.faces)
+    else:
+        assert radii.min() > 0.48 and filled.is_watertight
+        assert filled.volume == pytest.approx(4 / 3 * math.pi * 0.5**3, rel=0.03)
+    solid = sample_density(soft_sphere, BOX, 32)
+    assert fill_voids(solid, 50.0) is solid and fill_voids(volume, 200.0) is volume  # nothing enclosed: unchanged
 
 
 def test_sampling_without_a_grid_queries_every_point_and_lattice_is_cubic():
