@@ -17,8 +17,8 @@ import trimesh
 from PIL import Image
 
 from onefield.renderers import render_image
-from onefield.renderers.fusion import DepthView, point_cloud, poisson_surface, tsdf_fusion
-from onefield.renderers.mesh import fill_voids, marching_cubes, opacity_level, sample_density
+from onefield.renderers.fusion import DepthView, FreeSpace, point_cloud, poisson_surface, tsdf_fusion
+from onefield.renderers.mesh import fill_hidden, marching_cubes, opacity_level, sample_density
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 from onefield.scenes.shapes import sphere_views
@@ -39,6 +39,7 @@ class MeshExport:
 
 
 SURFACE_QUANTILE = 0.1  # see surface_level
+FREE_SPACE_VIEWS = 32  # training views rendered to find the space mc keeps empty (spot: F@1% 0.970; all 100: 0.964, 2.5x slower)
 
 
 # ---- views with depth ---------------------------------------------------------------------------
@@ -204,8 +205,12 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
             volume = sample_density(trainer.model.eval().density, bounds, config.resolution, grid)
         seconds["density"] = time.perf_counter() - start
         level = config.level if config.level is not None else surface_level(trainer)
-        if config.fill_voids:
-            volume = fill_voids(volume, level)
+        if config.fill_hidden:
+            cams = trainer.train_data.cameras
+            cams = cams.subset(np.linspace(0, len(cams) - 1, min(len(cams), FREE_SPACE_VIEWS)).round().astype(int).tolist())
+            cams = cams.scaled(min(1.0, 256 / max(cams.width, cams.height)))  # free space needs no fine detail
+            volume = fill_hidden(volume, level, FreeSpace(depth_views(trainer, cams, config.min_opacity), volume.spacing))
+            seconds["fill_hidden"] = time.perf_counter() - start - seconds["density"]
         surface = marching_cubes(volume, level)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(surface.vertices.astype(np.float64)),
                                          o3d.utility.Vector3iVector(surface.faces.astype(np.int32)))

@@ -27,9 +27,9 @@ class MeshExportConfig:
     """mc: lattice points along the longest side of the occupied box; tsdf: voxels along it"""
     level: float | None = None
     """mc: density iso-level (default: the lower decile of the density at the rendered depth of opaque training rays)"""
-    fill_voids: bool = True
-    """mc: fill pockets of low density enclosed by the surface (no view sees them; unfilled, each
-    becomes an inner shell)"""
+    fill_hidden: bool = True
+    """mc: make solid every low-density point that no training view sees as empty space (the inside
+    of an object, which nothing trains; unfilled, its pockets become inner sheets)"""
     views: str = "train"
     """tsdf / poisson: render depth from the 'train' cameras or from a 'sphere' of views around the box"""
     n_views: int = 100

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+from scipy import ndimage
 
 
 @dataclass
@@ -64,6 +65,36 @@ class DepthView:
         towards = self.c2w[:, 3] - world[:-1, :-1][keep]
         normal *= np.sign((normal * towards).sum(-1, keepdims=True) + 1e-12)
         return world[:-1, :-1][keep], self.rgb[:-1, :-1][keep].astype(np.float64), normal
+
+
+class FreeSpace:
+    """Which world points the views see as empty: in front of a camera, inside its image, and nearer
+    than its rendered surface there by more than `margin` (anywhere along a pixel that shows no
+    surface). Each depth map is max-pooled over 3x3 pixels, so a point just beside a silhouette
+    counts as seen: an error here only leaves a pocket unfilled, never fills visible space."""
+
+    def __init__(self, views: list[DepthView], margin: float):
+        self.views, self.margin = views, margin
+        self.depth = [ndimage.maximum_filter(np.where(v.depth > 0, v.depth, np.inf), size=3) for v in views]
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        """bool [K] for world points [K, 3]."""
+        seen = np.zeros(len(points), dtype=bool)
+        for view, depth in zip(self.views, self.depth):
+            todo = np.flatnonzero(~seen)
+            if todo.size == 0:
+                break
+            cam = (points[todo] - view.c2w[:, 3].astype(np.float32)) @ view.c2w[:, :3].astype(np.float32)  # [K, 3]
+            z = cam[:, 2]
+            front = z > 1e-6
+            zs = np.where(front, z, 1.0)
+            k = view.intrinsics
+            u = np.floor(cam[:, 0] / zs * k[0, 0] + k[0, 2]).clip(-1, depth.shape[1]).astype(np.int64)
+            v = np.floor(cam[:, 1] / zs * k[1, 1] + k[1, 2]).clip(-1, depth.shape[0]).astype(np.int64)
+            ok = front & (u >= 0) & (u < depth.shape[1]) & (v >= 0) & (v < depth.shape[0])
+            ok[ok] = z[ok] < depth[v[ok], u[ok]] - self.margin
+            seen[todo[ok]] = True
+        return seen
 
 
 def tsdf_fusion(views: list[DepthView], voxel_size: float, truncation: float | None = None,

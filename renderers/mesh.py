@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 from skimage import measure
 from torch import Tensor
 
@@ -80,19 +79,25 @@ def sample_density(sigma_fn: Callable[[Tensor], Tensor], bounds: Tensor, resolut
     return DensityVolume(values, origin, spacing, queried)
 
 
-def fill_voids(volume: DensityVolume, level: float) -> DensityVolume:
-    """The volume with every pocket below `level` that the outside cannot reach raised to `level`'s
-    side of solid. A density trained from images is free inside an object (no ray gets there), so
-    marching cubes finds closed inner shells around its low-density pockets; no view can see them.
-    Outside is what connects to the lattice border through face-adjacent empty points; a surface
-    with a hole lets the outside in and keeps its pockets."""
-    empty = volume.values <= level
-    labels, _ = ndimage.label(np.pad(empty, 1, constant_values=True))  # the padding joins the whole border
-    enclosed = empty & (labels[1:-1, 1:-1, 1:-1] != labels[0, 0, 0])
-    if not enclosed.any():
+def fill_hidden(volume: DensityVolume, level: float, seen_empty: Callable[[np.ndarray], np.ndarray],
+                chunk: int = 1 << 21) -> DensityVolume:
+    """The volume with every lattice point at or below `level` that no view sees as empty space
+    raised above it. Nothing trains the density behind a surface (no ray gets there), so the inside
+    of a fitted object is a sponge of low-density pockets that leak into each other and out through
+    pinholes: marching cubes turns them into inner sheets joined to the outer surface (59 % of the
+    area of a 2-minute spot mesh lay inside the object). Empty space that a view sees stays empty;
+    the rest is solid. `seen_empty(points [K, 3]) -> bool [K]` (see `fusion.FreeSpace`)."""
+    empty = np.flatnonzero(volume.values.ravel() <= level)
+    hidden = [np.empty(0, dtype=np.int64)]
+    for start in range(0, empty.size, chunk):
+        idx = empty[start:start + chunk]
+        ijk = np.stack(np.unravel_index(idx, volume.shape), -1).astype(np.float32)  # [K, 3]
+        hidden.append(idx[~seen_empty(volume.origin + ijk * np.float32(volume.spacing))])
+    hidden_idx = np.concatenate(hidden)
+    if hidden_idx.size == 0:
         return volume
     values = volume.values.copy()
-    values[enclosed] = np.float32(2.0 * level if level > 0 else level + 1.0)
+    values.ravel()[hidden_idx] = np.float32(2.0 * level if level > 0 else level + 1.0)
     return DensityVolume(values, volume.origin, volume.spacing, volume.queried)
 
 

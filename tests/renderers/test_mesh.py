@@ -8,8 +8,8 @@ import torch
 import trimesh
 
 from onefield.renderers import OccupancyGrid, render_image
-from onefield.renderers.fusion import DepthView, point_cloud, poisson_surface, tsdf_fusion
-from onefield.renderers.mesh import fill_voids, lattice_for, marching_cubes, opacity_level, sample_density
+from onefield.renderers.fusion import DepthView, FreeSpace, point_cloud, poisson_surface, tsdf_fusion
+from onefield.renderers.mesh import fill_hidden, lattice_for, marching_cubes, opacity_level, sample_density
 from onefield.scenes import sphere
 from onefield.scenes.shapes import orbit_cameras, sphere_views
 
@@ -44,31 +44,30 @@ def test_marching_cubes_recovers_a_sphere_within_one_percent():
     assert outward.min() > 0.8 and outward.mean() > 0.98
 
 
-def hollow_ball(x: torch.Tensor, tunnel: bool = False) -> torch.Tensor:
-    """A shell 0.35 < r < 0.5 around an empty pocket (a density trained from images looks like this
-    inside objects); `tunnel` drills a hole from the pocket to the outside along +x."""
-    shell = soft_sphere(x) - soft_sphere(x, 0.35)
-    if tunnel:
-        shell = shell * (1 - torch.sigmoid((0.1 - x[:, 1:].norm(dim=-1)) * 300.0) * (x[:, 0] > 0))
-    return shell
+def hollow_ball(x: torch.Tensor) -> torch.Tensor:
+    """A shell 0.35 < r < 0.5 around an empty pocket (the inside of a fitted object looks like this)."""
+    return soft_sphere(x) - soft_sphere(x, 0.35)
 
 
-@pytest.mark.parametrize("tunnel", [False, True])
-def test_fill_voids_removes_the_inner_shell_of_an_enclosed_pocket_only(tunnel):
-    volume = sample_density(lambda x: hollow_ball(x, tunnel), BOX, 96)
-    raw_surface = marching_cubes(volume, 50.0)
-    raw = trimesh.Trimesh(raw_surface.vertices, raw_surface.faces)
-    filled_surface = marching_cubes(fill_voids(volume, 50.0), 50.0)
-    filled = trimesh.Trimesh(filled_surface.vertices, filled_surface.faces)
-    radii = np.linalg.norm(filled.vertices, axis=1)
+def test_fill_hidden_makes_the_unseen_inside_solid_and_keeps_seen_space_empty():
+    free = FreeSpace(rendered_sphere_views(), margin=0.02)
+    directions = torch.nn.functional.normalize(torch.randn(500, 3, generator=torch.Generator().manual_seed(0)), dim=-1)
+    assert free((directions * 0.6).numpy()).all()  # in front of the sphere from some view
+    assert not free((directions * 0.4).numpy()).any()  # behind its surface from every view
+    volume = sample_density(hollow_ball, BOX, 96)
+    raw = marching_cubes(volume, 50.0)
     assert (np.linalg.norm(raw.vertices, axis=1) < 0.4).any()  # marching cubes alone: an inner shell
-    if tunnel:  # the pocket is reachable from outside: its wall is a real, visible surface and stays
-        assert len(filled.faces) == len(raw.faces)
-    else:
-        assert radii.min() > 0.48 and filled.is_watertight
-        assert filled.volume == pytest.approx(4 / 3 * math.pi * 0.5**3, rel=0.03)
+    filled_volume = fill_hidden(volume, 50.0, free)
+    filled = marching_cubes(filled_volume, 50.0)
+    mesh = trimesh.Trimesh(filled.vertices, filled.faces)
+    assert np.linalg.norm(filled.vertices, axis=1).min() > 0.48 and mesh.is_watertight
+    assert mesh.volume == pytest.approx(4 / 3 * math.pi * 0.5**3, rel=0.03)
+    origin, spacing = volume.origin, volume.spacing
+    ijk = np.stack(np.meshgrid(*(np.arange(n) for n in volume.shape), indexing="ij"), -1)
+    outside = np.linalg.norm(origin + ijk * spacing, axis=-1) > 0.55
+    assert np.array_equal(filled_volume.values[outside], volume.values[outside])  # seen space untouched
     solid = sample_density(soft_sphere, BOX, 32)
-    assert fill_voids(solid, 50.0) is solid and fill_voids(volume, 200.0) is volume  # nothing enclosed: unchanged
+    assert fill_hidden(solid, 50.0, lambda p: np.ones(len(p), bool)) is solid  # all empty space seen: unchanged
 
 
 def test_sampling_without_a_grid_queries_every_point_and_lattice_is_cubic():
