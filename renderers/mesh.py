@@ -79,6 +79,14 @@ def sample_density(sigma_fn: Callable[[Tensor], Tensor], bounds: Tensor, resolut
     return DensityVolume(values, origin, spacing, queried)
 
 
+def check_level(volume: DensityVolume, level: float) -> None:
+    """A surface needs a level strictly inside the sampled density range."""
+    lo, hi = float(volume.values.min()), float(volume.values.max())
+    if not lo < level < hi:
+        raise ValueError(f"level {level:g} is outside the sampled density range [{lo:g}, {hi:g}]: no surface "
+                         f"crosses it; choose a level inside the range (--level)")
+
+
 def fill_hidden(volume: DensityVolume, level: float, seen_empty: Callable[[np.ndarray], np.ndarray],
                 chunk: int = 1 << 21) -> DensityVolume:
     """The volume with every lattice point at or below `level` that no view sees as empty space
@@ -87,6 +95,7 @@ def fill_hidden(volume: DensityVolume, level: float, seen_empty: Callable[[np.nd
     pinholes: marching cubes turns them into inner sheets joined to the outer surface (59 % of the
     area of a 2-minute spot mesh lay inside the object). Empty space that a view sees stays empty;
     the rest is solid. `seen_empty(points [K, 3]) -> bool [K]` (see `fusion.FreeSpace`)."""
+    check_level(volume, level)  # before filling, which would put any level inside the range
     empty = np.flatnonzero(volume.values.ravel() <= level)
     hidden = [np.empty(0, dtype=np.int64)]
     for start in range(0, empty.size, chunk):
@@ -110,10 +119,7 @@ class Surface:
 
 def marching_cubes(volume: DensityVolume, level: float) -> Surface:
     """The iso-surface density == level of a sampled volume, faces oriented outward."""
-    lo, hi = float(volume.values.min()), float(volume.values.max())
-    if not lo < level < hi:
-        raise ValueError(f"level {level:g} is outside the sampled density range [{lo:g}, {hi:g}]: no surface "
-                         f"crosses it; choose a level inside the range (--level)")
+    check_level(volume, level)
     verts, faces, normals, _ = measure.marching_cubes(volume.values, level, spacing=(volume.spacing,) * 3,
                                                       gradient_direction="descent", allow_degenerate=False)
     # scikit-image winds the triangles clockwise seen along its (outward) normals: flip them
