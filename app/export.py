@@ -206,11 +206,12 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
         seconds["density"] = time.perf_counter() - start
         level = config.level if config.level is not None else surface_level(trainer)
         if config.fill_hidden:
+            t = time.perf_counter()
             cams = trainer.train_data.cameras
             cams = cams.subset(np.linspace(0, len(cams) - 1, min(len(cams), FREE_SPACE_VIEWS)).round().astype(int).tolist())
             cams = cams.scaled(min(1.0, 256 / max(cams.width, cams.height)))  # free space needs no fine detail
             volume = fill_hidden(volume, level, FreeSpace(depth_views(trainer, cams, config.min_opacity), volume.spacing))
-            seconds["fill_hidden"] = time.perf_counter() - start - seconds["density"]
+            seconds["fill_hidden"] = time.perf_counter() - t
         surface = marching_cubes(volume, level)
         mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(surface.vertices.astype(np.float64)),
                                          o3d.utility.Vector3iVector(surface.faces.astype(np.int32)))

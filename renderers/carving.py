@@ -7,7 +7,7 @@ so the dynamic batch holds many more rays (~10x on NeRF-Synthetic's mic) while t
 young; and cells a view shows opaque are never carved, so a thin part (mic's cable) is sampled
 until the field has learned it instead of being pruned from a density that has not got there yet.
 Carving is conservative: a view carves a cell only when the cell's whole footprint in that image
-is background, it lies in front of the camera, and the footprint is at most `max_radius` pixels.
+is background, it lies in front of the camera, and the footprint is at most max(RADII) pixels.
 """
 
 from collections.abc import Sequence
