@@ -66,7 +66,8 @@ setup(
     python_requires=">=3.10",
     packages=list(mapping),
     package_dir=mapping,
-    install_requires=["torch>=2.1", "numpy", "imageio>=2.30", "imageio-ffmpeg", "pillow", "rich", "tyro>=1.0",
+    install_requires=["torch>=2.4",  # 2.4: the fused Adam the trainer uses on a CPU
+                       "numpy", "imageio>=2.30", "imageio-ffmpeg", "pillow", "rich", "tyro>=1.0",
                       "safetensors", "open3d-cpu>=0.19", "pycolmap>=4.2", "scipy", "scikit-image", "trimesh>=4.0",
                       "xatlas"],
     ext_modules=[extension()],

@@ -2,12 +2,17 @@
 
 A run folder holds `config.json` (what to build: backend name + its config, the data, the
 trainer settings) and `checkpoints/latest/` with `model.safetensors` (field weights and the
-occupancy grid, enough to render), and `trainer.safetensors` + `trainer.json` (optimizer moments,
-generator state, step counters: enough to resume exactly). A checkpoint is written into a
-temporary folder and renamed into place, so an interrupted write never damages the last one.
+occupancy grid, enough to render), `trainer.safetensors` + `trainer.json` (optimizer moments,
+generator state, step counters: enough to resume exactly) and `manifest.json` (step and file sizes).
+
+A save writes `latest.tmp/`, flushes its files to disk, then writes the manifest: a folder whose
+manifest lists files of exactly those sizes is complete. It then renames `latest` to `latest.old`
+and `latest.tmp` to `latest`, and deletes `latest.old`. A crash at any point leaves at least one
+complete folder of the three, and readers take the newest (`find_checkpoint`).
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,13 +20,21 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from onefield.errors import UserError
+
 from .trainer import Trainer
 
 GRID_PREFIX = "occupancy."
+MANIFEST = "manifest.json"
+
+
+class MissingRunFile(UserError, FileNotFoundError):
+    """A run folder lacks what a command reads (config.json, a complete checkpoint)."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "latest"
+    """Where a checkpoint is written; read with `find_checkpoint`, which also sees interrupted saves."""
+    return Path(run_dir) / "checkpoints" / "latest"
 
 
 def model_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -46,22 +59,99 @@ def _trainer_payload(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, plain
 
 
-def save_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
-    final = checkpoint_dir(run_dir)
-    tmp = final.with_name("latest.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(model_tensors(trainer), tmp / "model.safetensors")
-    tensors, plain = _trainer_payload(trainer)
-    save_file(tensors, tmp / "trainer.safetensors")
-    (tmp / "trainer.json").write_text(json.dumps(plain, indent=1))
-    old = final.with_name("latest.old")
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk (POSIX allows both through a read-only fd)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1))
+
+
+def _seal(folder: Path, step: int) -> None:
+    """Make `folder` a complete checkpoint: its files reach the disk before the manifest that vouches
+    for them, so a manifest never describes data a power cut could still lose."""
+    files = sorted(folder.iterdir())
+    for path in files:
+        _fsync(path)
+    _write_json(folder / MANIFEST, {"step": step, "files": {p.name: p.stat().st_size for p in files}})
+    _fsync(folder / MANIFEST)
+    _fsync(folder)
+
+
+def _promote(tmp: Path) -> None:
+    """Rename the complete `tmp` to `latest`, keeping the previous `latest` as `latest.old` until then."""
+    final, old = tmp.with_name("latest"), tmp.with_name("latest.old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
     tmp.rename(final)
+    _fsync(final.parent)  # the renames are on disk before the previous checkpoint is deleted
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _save(run_dir: Path, trainer: Trainer, with_trainer: bool) -> Path:
+    final = checkpoint_dir(run_dir)
+    tmp = final.with_name("latest.tmp")
+    if _newest(final) == tmp:
+        _promote(tmp)  # an earlier save stopped between its renames: finish it before reusing the name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(model_tensors(trainer), tmp / "model.safetensors")
+    if with_trainer:
+        tensors, plain = _trainer_payload(trainer)
+        save_file(tensors, tmp / "trainer.safetensors")
+        _write_json(tmp / "trainer.json", plain)
+    _seal(tmp, trainer.state.step)
+    _promote(tmp)
     return final
+
+
+def save_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
+    """Everything needed to render and to resume exactly."""
+    return _save(run_dir, trainer, with_trainer=True)
+
+
+def save_weights(run_dir: Path, trainer: Trainer) -> Path:
+    """The field and occupancy grid only (enough to evaluate, render and export; `onefield slim`)."""
+    return _save(run_dir, trainer, with_trainer=False)
+
+
+def _complete_step(folder: Path) -> int | None:
+    """The step of `folder` if its manifest is readable and every file it lists has the listed size."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if all((folder / name).stat().st_size == size for name, size in manifest["files"].items()):
+            return int(manifest["step"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing, truncated or half-deleted: not a checkpoint
+    return None
+
+
+def _newest(final: Path) -> Path | None:
+    """The complete folder with the highest step among `latest`, `latest.tmp` and `latest.old` (`latest`
+    first on a tie), or None."""
+    steps = {f: _complete_step(f) for f in (final, final.with_name("latest.tmp"), final.with_name("latest.old"))}
+    complete = [f for f, step in steps.items() if step is not None]
+    return max(complete, key=lambda f: steps[f]) if complete else None
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint folder to read: the newest complete one, wherever a crash during a save left it.
+    A `latest/` without a manifest (written before checkpoints had one) is read as it is when nothing
+    else is complete."""
+    final = checkpoint_dir(run_dir)
+    newest = _newest(final)
+    if newest is not None:
+        return newest
+    if (final / "model.safetensors").is_file() and not (final / MANIFEST).exists():
+        return final
+    raise MissingRunFile(f"{final.parent}: no complete checkpoint (latest, latest.tmp and latest.old are missing "
+                         "or incomplete). A fit writes one every `checkpoint_every` steps and when it stops.")
 
 
 def load_model_weights(model: torch.nn.Module, grid: torch.nn.Module, path: Path) -> None:
@@ -73,18 +163,29 @@ def load_model_weights(model: torch.nn.Module, grid: torch.nn.Module, path: Path
         model.load_state_dict(model_state)
         grid.load_state_dict(grid_state)
     except RuntimeError as error:
-        raise ValueError(f"{path} does not match the field described by config.json: {error}") from error
+        raise UserError(f"{path} does not match the field described by config.json: {error}") from error
+
+
+def load_progress(trainer: Trainer, folder: Path) -> dict[str, Any] | None:
+    """Set the trainer's state (step, seconds, losses...) from `folder/trainer.json` and return that
+    file's contents; None, leaving the state alone, for a weights-only checkpoint."""
+    path = folder / "trainer.json"
+    if not path.is_file():
+        return None
+    plain = json.loads(path.read_text())
+    for key, value in plain["state"].items():
+        setattr(trainer.state, key, value)
+    return plain
 
 
 def load_checkpoint(run_dir: Path, trainer: Trainer) -> None:
     """Restore everything `save_checkpoint` wrote, so training continues exactly."""
-    folder = checkpoint_dir(run_dir)
-    if not (folder / "trainer.json").is_file():
-        raise FileNotFoundError(f"{folder}: no checkpoint to resume from (expected model.safetensors, "
-                                "trainer.safetensors and trainer.json)")
+    folder = find_checkpoint(run_dir)
+    plain = load_progress(trainer, folder)
+    if plain is None:
+        raise MissingRunFile(f"{folder}: holds the field's weights only (no trainer.json), nothing to resume")
     load_model_weights(trainer.model, trainer.grid, folder / "model.safetensors")
     tensors = load_file(folder / "trainer.safetensors")
-    plain = json.loads((folder / "trainer.json").read_text())
     trainer.generator.set_state(tensors["generator"])
     device = trainer.device
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
@@ -94,5 +195,3 @@ def load_checkpoint(run_dir: Path, trainer: Trainer) -> None:
             opt_state.setdefault(int(index), {})[slot] = value if slot == "step" else value.to(device)
     trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": plain["param_groups"]})
     trainer._n_rays, trainer._loss_ema = plain["n_rays"], plain["loss_ema"]
-    for key, value in plain["state"].items():
-        setattr(trainer.state, key, value)

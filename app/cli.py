@@ -1,20 +1,24 @@
-"""The `onefield` command line: dataclass configs turned into options by tyro."""
+"""The `onefield` command line: dataclass configs turned into options by tyro.
 
+Backends come from the registry: `fit` gets the options of the one backend it is asked for
+(`--field NAME`, then `--<name>.<option>` from its config dataclass), so adding a backend touches
+no file here, and a backend whose module cannot be imported breaks only `--field` of that name.
+"""
+
+import inspect
 import json
 import sys
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
-from onefield.fields.finr import FINRConfig
-from onefield.fields.hashgrid import HashGridFieldConfig
-from onefield.fields.nerf_mlp import NerfMLPConfig
-from onefield.fields.strivec import StrivecConfig
-from onefield.fields.tensorf import TensoRFCPConfig, TensoRFVMConfig
-from onefield.fields.triplane import TriplaneConfig
-from onefield.scenes import DatasetError
+from onefield import fields
+from onefield.errors import UserError
+from onefield.scenes.load import FORMATS
 from onefield.scenes.sfm import ProcessConfig
 
 from .mesh_config import MeshExportConfig
@@ -22,7 +26,8 @@ from .info import format_info, machine_info
 from .trainer import TrainerConfig, TrainingDiverged
 
 Positional = tyro.conf.Positional
-USER_ERRORS = (DatasetError, ValueError, FileNotFoundError, TrainingDiverged)
+USER_ERRORS = (UserError, TrainingDiverged)
+DEFAULT_FIELD = "hashgrid"
 
 
 def _fail(command: str, error: BaseException) -> int:
@@ -36,64 +41,97 @@ def _show_warnings() -> None:
 
 
 def info() -> int:
-    """Print versions, devices and which kernel implementations are active."""
+    """Print versions, devices, which kernel implementations are active and the field backends."""
     print(format_info(machine_info()))
+    print("field backends:")
+    for name in fields.names():
+        error = fields.registry.import_error(name)
+        print(f"  field {name:<11} {fields.registry.summary(name) if error is None else 'unavailable: ' + error}")
     return 0
 
 
-def fit(data: Positional[Path], field: str = "hashgrid", steps: int | None = None, minutes: float | None = None,
-        downscale: float = 1.0, out: Path = Path("runs"), device: str = "cpu", eval_split: str = "auto",
-        aabb: tuple[float, float, float, float, float, float] | None = None, near: float | None = None,
-        far: float | None = None, cascades: int | None = None,
-        hashgrid: HashGridFieldConfig = HashGridFieldConfig(), tensorf_vm: TensoRFVMConfig = TensoRFVMConfig(),
-        tensorf_cp: TensoRFCPConfig = TensoRFCPConfig(), triplane: TriplaneConfig = TriplaneConfig(),
-        strivec: StrivecConfig = StrivecConfig(), finr: FINRConfig = FINRConfig(), mlp: NerfMLPConfig = NerfMLPConfig(),
-        trainer: TrainerConfig = TrainerConfig()) -> int:
-    """Fit a field to a posed dataset and evaluate it on held-out views.
-
-    The run is written to OUT/<scene>/<field>/<timestamp>/ (config.json, checkpoints/, metrics.jsonl).
-    Ctrl-C saves a checkpoint; `onefield resume RUN` continues it.
-
-    Args:
-        data: dataset folder: Blender/NeRF-Synthetic (transforms_train.json), instant-ngp/nerfstudio (transforms.json) or LLFF (poses_bounds.npy).
-        field: field backend to fit: hashgrid, tensorf-vm, tensorf-cp, strivec, triplane, finr or mlp (docs/fields/).
-        steps: maximum optimisation steps (overrides --trainer.steps).
-        minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
-        downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
-        out: root folder of the runs.
-        device: cpu, or cuda on a machine with a CUDA GPU.
-        eval_split: held-out views: 'auto' (Blender: test, else val; other formats: every 8th view), a split name, or 'none'.
-        aabb: scene box (min x y z, max x y z) replacing the one the reader chose.
-        near: ray start distance replacing the reader's.
-        far: ray end distance replacing the reader's.
-        cascades: occupancy cascades replacing the reader's (the scene reaches the box scaled by 2^(cascades-1)).
-        hashgrid: options of the hashgrid field (Instant-NGP).
-        tensorf_vm: options of the tensorf-vm field (TensoRF, vector-matrix).
-        tensorf_cp: options of the tensorf-cp field (TensoRF, CP).
-        strivec: options of the strivec field (sparse local tri-vector tensors).
-        triplane: options of the triplane field (K-Planes).
-        finr: options of the finr field (functional tensor decomposition).
-        mlp: options of the mlp field (the original NeRF).
-        trainer: options of the training loop.
-    """
+def _fit(data: Path, field: str, steps: int | None, minutes: float | None, downscale: float, out: Path,
+         device: str, format: str, eval_split: str, aabb: tuple[float, ...] | None, near: float | None,
+         far: float | None, cascades: int | None, trainer: TrainerConfig, field_config: Any = None) -> int:
     from .fit import FitJob
     from .progress import train_with_progress
     from .runs import DataSpec
 
     _show_warnings()
     try:
-        from dataclasses import replace
-
         trainer = replace(trainer, steps=steps or trainer.steps, minutes=minutes if minutes is not None else trainer.minutes)
-        configs = {"hashgrid": hashgrid, "tensorf-vm": tensorf_vm, "tensorf-cp": tensorf_cp, "strivec": strivec, "triplane": triplane,
-                   "finr": finr, "mlp": mlp}
-        if field not in configs:
-            raise ValueError(f"unknown field backend {field!r}; available: {', '.join(sorted(configs))}")
-        spec = DataSpec(str(data), downscale, eval_split, aabb=aabb, near=near, far=far, cascades=cascades)
-        job = FitJob.create(spec, field, configs[field], trainer, out, device)
+        spec = DataSpec(str(data), downscale, eval_split, format, aabb=aabb, near=near, far=far, cascades=cascades)
+        job = FitJob.create(spec, field, field_config, trainer, out, device)
     except USER_ERRORS as error:
         return _fail("fit", error)
     return train_with_progress(job)
+
+
+_FIT_DOC = """Fit a field to a posed dataset and evaluate it on held-out views.
+
+    The run is written to OUT/<scene>/<field>/<timestamp>/ (config.json, checkpoints/, metrics.jsonl).
+    Ctrl-C saves a checkpoint; `onefield resume RUN` continues it. Each backend's options appear with
+    `--field NAME` (e.g. `onefield fit --field tensorf-vm --help`).
+
+    Args:
+        data: dataset folder: Blender/NeRF-Synthetic (transforms_train.json), instant-ngp/nerfstudio (transforms.json), LLFF (poses_bounds.npy), COLMAP project (sparse/0 + images/), DTU/IDR scan (cameras.npz) or Strecha (gt_dense_cameras/).
+        field: field backend to fit: {names} (docs/fields/).
+        steps: maximum optimisation steps (overrides --trainer.steps).
+        minutes: training-time budget in minutes (overrides --trainer.minutes); stops at whichever limit comes first.
+        downscale: divide image width and height by this on load (e.g. 8 turns 800x800 into 100x100).
+        out: root folder of the runs.
+        device: cpu, or cuda on a machine with a CUDA GPU.
+        format: dataset format: {formats} (auto detects it from the folder's files).
+        eval_split: held-out views: 'auto' (Blender: test, else val; other formats: every 8th view), a split name, or 'none'.
+        aabb: scene box (min x y z, max x y z) replacing the one the reader chose.
+        near: ray start distance replacing the reader's.
+        far: ray end distance replacing the reader's.
+        cascades: occupancy cascades replacing the reader's (the scene reaches the box scaled by 2^(cascades-1)).
+        trainer: options of the training loop.
+{field_doc}"""
+
+
+def fit_command(field: str | None) -> Callable[..., int]:
+    """`onefield fit` with the options of backend `field` under `--<field>.` (none when None, which
+    imports no backend: enough for every other command and the top-level help)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Positional[Path]),
+              inspect.Parameter("field", keyword, default=field or DEFAULT_FIELD, annotation=str)]
+    params += [inspect.Parameter(name, keyword, default=default, annotation=annotation) for name, annotation, default in (
+        ("steps", int | None, None), ("minutes", float | None, None), ("downscale", float, 1.0),
+        ("out", Path, Path("runs")), ("device", str, "cpu"), ("format", Literal[FORMATS], "auto"),  # type: ignore[valid-type]
+        ("eval_split", str, "auto"), ("aabb", tuple[float, float, float, float, float, float] | None, None),
+        ("near", float | None, None), ("far", float | None, None), ("cascades", int | None, None),
+        ("trainer", TrainerConfig, TrainerConfig()))]
+    option = field.replace("-", "_") if field else None
+    if field is not None:
+        cls = fields.config_class(field)
+        params.append(inspect.Parameter(option, keyword, default=cls(), annotation=cls))
+
+    def fit(data: Path, **kwargs: Any) -> int:
+        return _fit(data, field_config=kwargs.pop(option) if option else None, **kwargs)
+
+    fit.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
+    fit.__annotations__ = {p.name: p.annotation for p in params} | {"return": int}
+    field_doc = f"        {option}: options of the {field} field ({fields.registry.summary(field)}).\n" if field else ""
+    fit.__doc__ = _FIT_DOC.format(names=", ".join(fields.names()), formats=", ".join(FORMATS), field_doc=field_doc)
+    return fit
+
+
+def requested_field(args: list[str]) -> str:
+    """The value of `--field` in fit's arguments (the default backend when absent); options of another
+    backend (`--<other>.<option>`) are a user error that says which `--field` they need."""
+    field = DEFAULT_FIELD
+    for i, arg in enumerate(args):
+        if arg == "--field" and i + 1 < len(args):
+            field = args[i + 1]
+        elif arg.startswith("--field="):
+            field = arg.split("=", 1)[1]
+    for arg in args:
+        other = arg[2:].split(".", 1)[0] if arg.startswith("--") and "." in arg else None
+        if other in fields.names() and other != field:
+            raise UserError(f"{arg} is an option of the {other} backend; add --field {other} (fitting {field})")
+    return field
 
 
 def resume(run: Positional[Path], steps: int | None = None, minutes: float | None = None,
@@ -313,14 +351,21 @@ def mesh_scene(mesh: Positional[Path], out: Positional[Path], texture: Path | No
     return 0
 
 
-COMMANDS = {"process": process, "fit": fit, "resume": resume, "eval": eval, "render": render, "slim": slim,
-            "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "info": info}
+COMMANDS: dict[str, Callable[..., int]] = {
+    "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "slim": slim,
+    "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:
-    return tyro.extras.subcommand_cli_from_dict(
-        COMMANDS, prog="onefield", description="Neural fields: fit, evaluate, render.",
-        args=sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    commands = dict(COMMANDS)
+    if args[:1] == ["fit"]:
+        try:
+            commands["fit"] = fit_command(requested_field(args[1:]))
+        except UserError as error:
+            return _fail("fit", error)
+    return tyro.extras.subcommand_cli_from_dict(commands, prog="onefield", description="Neural fields: fit, evaluate, render.",
+                                                args=args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from onefield.scenes import make_shapes_scene
 from .evaluate import evaluate_run, render_run
 from .fit import FitJob
 from .progress import train_with_progress
-from .runs import DataSpec
+from .runs import DataSpec, check_output_folder
 from .trainer import TrainerConfig
 
 # Sized for low-resolution images on a CPU: a 2^17 table and a finest level of 512 cells are
@@ -23,11 +23,12 @@ DEMO_FIELD = HashGridFieldConfig(log2_table_size=17, max_resolution=512)
 def run_demo(out: Path, minutes: float, size: int, views: int, device: str) -> int:
     console = Console(stderr=True)
     start = time.perf_counter()
-    data_dir = Path(out) / "data" / "shapes"
+    trainer = TrainerConfig(minutes=minutes, steps=100_000, eval_every=0, checkpoint_every=1000)
+    trainer.check()
+    data_dir = check_output_folder(Path(out)) / "data" / "shapes"
     scene = make_shapes_scene(data_dir, n_train=views, n_test=max(views // 4, 1), size=size)
     console.print(f"scene: {scene.n_train} training and {scene.n_test} held-out views at {size}x{size} "
                   f"in {data_dir} (ground-truth mesh {scene.mesh_path.name})")
-    trainer = TrainerConfig(minutes=minutes, steps=100_000, eval_every=0, checkpoint_every=1000)
     job = FitJob.create(DataSpec(str(data_dir)), "hashgrid", DEMO_FIELD, trainer, Path(out), device)
     code = train_with_progress(job, console)
     if code != 0:

@@ -12,9 +12,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
 from onefield.scenes import Cameras, PosedImages
+from onefield.scenes.rays import look_at
 
-from .runs import RunConfig, load_trained, torch_device
+from .checkpoint import find_checkpoint, load_progress
+from .runs import RunConfig, load_field, torch_device
 from .trainer import Trainer, TrainerConfig
 
 
@@ -23,12 +26,16 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 
 def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:
-    """A trainer around the run's weights (only its rendering and evaluation are used)."""
+    """A trainer around the run's newest checkpoint: its weights, and its state (step, seconds...)
+    where the checkpoint has one. Only its rendering and evaluation are used."""
     config = RunConfig.load(run_dir)
     device = torch_device(device or config.device)
-    config, model, grid = load_trained(run_dir, device)
+    checkpoint = find_checkpoint(run_dir)
+    model, grid = load_field(config, checkpoint, device)
     train, held_out, split = config.data.load()
-    return config, Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device), train, held_out, split
+    trainer = Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device)
+    load_progress(trainer, checkpoint)
+    return config, trainer, train, held_out, split
 
 
 def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
@@ -37,7 +44,7 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
     run_dir = Path(run_dir)
     config, trainer, _, held_out, split = run_renderer(run_dir, device)
     if held_out is None:
-        raise ValueError(f"{config.data.path}: no held-out views to evaluate on (the run was made with eval_split 'none')")
+        raise UserError(f"{config.data.path}: no held-out views to evaluate on (the run was made with eval_split 'none')")
     result = trainer.evaluate(held_out)
     out = run_dir / "eval"
     out.mkdir(exist_ok=True)
@@ -48,7 +55,8 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
         views.append({"view": name, "psnr": p, "ssim": s})
     metrics = {"run": str(run_dir), "split": split, "background": "white",
                "views": views, "mean": {"psnr": result.mean_psnr, "ssim": result.mean_ssim},
-               "seconds_per_view": result.seconds_per_view, "step": trainer.state.step}
+               "seconds_per_view": result.seconds_per_view, "field": config.field, "step": trainer.state.step,
+               "seconds": trainer.state.seconds}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -69,10 +77,7 @@ def turntable_cameras(train: Cameras, center: Tensor, n_frames: int) -> Cameras:
     for k in range(n_frames):
         phi = 2 * math.pi * k / n_frames
         eye = center + up * height + ring * (math.cos(phi) * a + math.sin(phi) * b)
-        forward = torch.nn.functional.normalize(center - eye, dim=0)
-        right = torch.nn.functional.normalize(torch.linalg.cross(forward, up), dim=0)
-        down = torch.linalg.cross(forward, right)
-        c2ws.append(torch.stack([right, down, forward, eye], 1))
+        c2ws.append(look_at(eye, center, up))
     return Cameras(torch.stack(c2ws), train.fx[0], train.fy[0], train.cx[0], train.cy[0], train.width, train.height,
                    train.near, train.far)
 
@@ -85,6 +90,8 @@ class RenderOutputs:
 
 def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | None = None) -> RenderOutputs:
     """Held-out views to `<run>/renders/views/` and a turntable to `<run>/renders/turntable.mp4`."""
+    if n_frames < 1 or fps < 1:
+        raise UserError(f"the turntable needs frames >= 1 and fps >= 1, got frames={n_frames}, fps={fps}")
     run_dir = Path(run_dir)
     config, trainer, train, held_out, _ = run_renderer(run_dir, device)
     out = run_dir / "renders"

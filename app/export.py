@@ -16,8 +16,10 @@ import torch
 import trimesh
 from PIL import Image
 
+from onefield.errors import UserError
 from onefield.renderers import render_image
 from onefield.renderers.fusion import DepthView, FreeSpace, point_cloud, poisson_surface, tsdf_fusion
+from onefield.renderers.image import expected_depth
 from onefield.renderers.mesh import fill_hidden, marching_cubes, opacity_level, sample_density
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
@@ -57,15 +59,14 @@ def _cameras(trainer: Trainer, which: str, n_views: int) -> Cameras:
 
 
 def depth_views(trainer: Trainer, cameras: Cameras, min_opacity: float) -> list[DepthView]:
+    """Each camera's rendered colour and depth, through its own lens (TSDF fusion wants
+    `cameras.pinhole()`)."""
     views = []
     for i in range(len(cameras)):
         out = trainer.render_view(cameras, i, background=torch.zeros(3))
-        k = np.array([[float(cameras.fx[i]), 0, float(cameras.cx[i])], [0, float(cameras.fy[i]), float(cameras.cy[i])],
-                      [0, 0, 1]])
-        opacity = out["opacity"].cpu().numpy()
-        rgb = (out["rgb"].cpu().numpy() / np.maximum(opacity, 1e-6)[..., None]).clip(0, 1)  # un-composite black
-        views.append(DepthView.from_render(rgb, out["depth"].cpu().numpy(), opacity, k,
-                                           cameras.c2w[i].cpu().numpy(), min_opacity))
+        opacity = out["opacity"]
+        rgb = (out["rgb"] / opacity.clamp(min=1e-6)[..., None]).clamp(0, 1)  # un-composite black
+        views.append(DepthView.from_render(cameras.subset([i]), rgb, out["depth"], opacity, min_opacity))
     return views
 
 
@@ -105,7 +106,7 @@ def colors_from_photos(trainer: Trainer, points: np.ndarray, fallback: np.ndarra
             continue
         out = trainer.render_view(cams, i, background=torch.zeros(3))
         opacity = out["opacity"].cpu().numpy()
-        ray_depth = out["depth"].cpu().numpy() / np.maximum(opacity, 1e-6)
+        ray_depth = expected_depth(out["depth"], out["opacity"]).cpu().numpy()
         ui, vi = u[inside].astype(np.int64), v[inside].astype(np.int64)
         distance = np.linalg.norm(points[inside] - cams.c2w[i, :, 3].numpy(), axis=1)
         seen = (opacity[vi, ui] > 0.5) & (np.abs(ray_depth[vi, ui] - distance) < 0.01 * distance + 2 * trainer.step_size)
@@ -185,7 +186,7 @@ def surface_level(trainer: Trainer, n_rays: int = 8192, seed: int = 0) -> float:
     opaque = out["opacity"] > 0.5
     if int(opaque.sum()) < 16:
         return opacity_level(trainer.step_size)
-    t = out["depth"][opaque] / out["opacity"][opaque]
+    t = expected_depth(out["depth"][opaque], out["opacity"][opaque])
     points = rays.origins[opaque] + rays.directions[opaque] * t[:, None]
     return float(trainer.model.density(points).quantile(SURFACE_QUANTILE))
 
@@ -196,7 +197,7 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
     grid = trainer.grid
     bounds = grid.occupied_bounds()
     if bounds is None:
-        raise ValueError("the run's occupancy grid has no occupied cell: the field is empty, nothing to extract")
+        raise UserError("the run's occupancy grid has no occupied cell: the field is empty, nothing to extract")
     cell = (grid.aabb[3:] - grid.aabb[:3]) / grid.resolution
     bounds = torch.cat([torch.maximum(bounds[:3] - cell, grid.aabb[:3]), torch.minimum(bounds[3:] + cell, grid.aabb[3:])])
     start = time.perf_counter()
@@ -217,7 +218,8 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
                                          o3d.utility.Vector3iVector(surface.faces.astype(np.int32)))
         seconds["extract"] = time.perf_counter() - start
         return mesh, level
-    views = depth_views(trainer, _cameras(trainer, config.views, config.n_views), config.min_opacity)
+    cameras = _cameras(trainer, config.views, config.n_views)
+    views = depth_views(trainer, cameras.pinhole() if config.method == "tsdf" else cameras, config.min_opacity)
     seconds["depth"] = time.perf_counter() - start
     if config.method == "tsdf":
         voxel = float((bounds[3:] - bounds[:3]).max()) / config.resolution
@@ -238,7 +240,7 @@ def export_mesh(run_dir: Path, config: MeshExportConfig, out: Path | None = None
     start = time.perf_counter()
     mesh, level = extract(trainer, config, seconds)
     if len(mesh.triangles) == 0:
-        raise ValueError(f"{config.method} produced no surface; for mc try another --level (used {level}), for "
+        raise UserError(f"{config.method} produced no surface; for mc try another --level (used {level}), for "
                          "tsdf/poisson lower --min-opacity")
     t = time.perf_counter()
     mesh, report = clean_mesh(mesh, config.cleanup)
@@ -278,15 +280,17 @@ def _colored(trainer: Trainer, vertices: np.ndarray, faces: np.ndarray, normals:
 def export_pointcloud(run_dir: Path, views: str = "train", n_views: int = 100, min_opacity: float = 0.5,
                       stride: int = 1, out: Path | None = None, device: str | None = None) -> tuple[Path, int]:
     """Back-projected rendered depth of every view, with colours and normals, as a PLY."""
+    if stride < 1:
+        raise UserError(f"--stride must be >= 1 (keep every stride-th pixel), got {stride}")
     run_dir = Path(run_dir)
     _, trainer, *_ = run_renderer(run_dir, device)
     cloud = point_cloud(depth_views(trainer, _cameras(trainer, views, n_views), min_opacity), stride)
     if len(cloud.points) == 0:
-        raise ValueError("no view saw any surface (opacity >= --min-opacity): nothing to export")
+        raise UserError("no view saw any surface (opacity >= --min-opacity): nothing to export")
     path = Path(out) if out is not None else run_dir / "exports" / "pointcloud.ply"
     path.parent.mkdir(parents=True, exist_ok=True)
     if not o3d.io.write_point_cloud(str(path), cloud):
-        raise OSError(f"could not write {path}")
+        raise UserError(f"could not write {path}: check that its folder is writable")
     return path, len(cloud.points)
 
 

@@ -8,8 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from onefield import fields
+
 from .checkpoint import load_checkpoint, save_checkpoint
-from .runs import DataSpec, RunConfig, build_model, new_run_dir, scene_name, torch_device
+from .runs import DataSpec, RunConfig, build_model, check_output_folder, new_run_dir, scene_name, torch_device
 from .trainer import EvalResult, Trainer, TrainerConfig, TrainingDiverged, TrainState
 
 
@@ -25,9 +27,13 @@ class FitJob:
     @classmethod
     def create(cls, data: DataSpec, field: str, field_config: Any, trainer_config: TrainerConfig,
                out: Path = Path("runs"), device: str = "cpu", grid_resolution: int | None = None) -> "FitJob":
+        trainer_config.check()
+        check_output_folder(out)  # before the data is read: fail in a second, not after a minute
         device = torch_device(device)
         train, held_out, _ = data.load()
-        fc = field_config if isinstance(field_config, dict) else asdict(field_config)
+        if field_config is None or isinstance(field_config, dict):
+            field_config = fields.make_config(field, field_config)  # validates the options, names unknown ones
+        fc = asdict(field_config)
         config = RunConfig(scene_name(data.path), data, field, fc, list(train.aabb),
                            grid_resolution or trainer_config.grid_resolution, asdict(trainer_config), device,
                            train.cascades)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from onefield.errors import UserError
+
 METHODS = ("mc", "tsdf", "poisson")
 FORMATS = ("ply", "obj", "glb")
 COLORINGS = ("normal", "views", "none")
@@ -53,8 +55,8 @@ class MeshExportConfig:
         for name, value, allowed in (("method", self.method, METHODS), ("format", self.format, FORMATS),
                                      ("colors", self.colors, COLORINGS), ("views", self.views, ("train", "sphere"))):
             if value not in allowed:
-                raise ValueError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
+                raise UserError(f"--{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.texture and self.format == "ply":
-            raise ValueError("a texture atlas needs --format obj or glb (PLY stores vertex colours only)")
+            raise UserError("a texture atlas needs --format obj or glb (PLY stores vertex colours only)")
         if not 16 <= self.resolution <= 1024:
-            raise ValueError(f"--resolution must be in [16, 1024], got {self.resolution}")
+            raise UserError(f"--resolution must be in [16, 1024], got {self.resolution}")

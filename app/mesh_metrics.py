@@ -20,6 +20,8 @@ import numpy as np
 import open3d as o3d
 import trimesh
 
+from onefield.errors import UserError
+
 DEFAULT_THRESHOLDS = (0.005, 0.01)  # F-score thresholds as fractions of the ground truth's diagonal
 
 
@@ -46,7 +48,7 @@ def _label(tau: float) -> str:
 def sample_surface(mesh: trimesh.Trimesh, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n points [n, 3] uniformly by area on the mesh and their face normals [n, 3]."""
     if len(mesh.faces) == 0 or mesh.area <= 0:
-        raise ValueError("the mesh has no faces (or zero area): nothing to sample")
+        raise UserError("the mesh has no faces (or zero area): nothing to sample")
     points, faces = trimesh.sample.sample_surface(mesh, n, seed=seed)
     return np.asarray(points, dtype=np.float32), np.asarray(mesh.face_normals[faces], dtype=np.float32)
 
@@ -73,7 +75,7 @@ def score_mesh(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, n_points: int = 200_0
     """Score `mesh` against the ground truth `gt` (see the module docstring)."""
     diagonal = float(np.linalg.norm(gt.bounds[1] - gt.bounds[0]))
     if diagonal <= 0:
-        raise ValueError("the ground-truth mesh has an empty bounding box")
+        raise UserError("the ground-truth mesh has an empty bounding box")
     points, normals = sample_surface(mesh, n_points, seed)
     gt_points, gt_normals = sample_surface(gt, n_points, seed)
     to_gt, gt_normal_at = SurfaceQuery(gt).closest(points)

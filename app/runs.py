@@ -4,6 +4,7 @@
 import dataclasses
 import datetime
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import torch
 
 from onefield import fields
+from onefield.cuda_ext.geometry import MAX_CASCADES
+from onefield.errors import UserError
 from onefield.fields import Field
 from onefield.renderers import OccupancyGrid
 from onefield.scenes import PosedImages
 from onefield.scenes.load import load_scene
 
-from .checkpoint import checkpoint_dir, load_model_weights
+from .checkpoint import MissingRunFile, find_checkpoint, load_model_weights
 from .trainer import TrainerConfig
 
 FORMAT_VERSION = 1
@@ -25,13 +28,15 @@ FORMAT_VERSION = 1
 @dataclass
 class DataSpec:
     path: str
-    """dataset folder: Blender/NeRF-Synthetic, instant-ngp/nerfstudio transforms.json, or LLFF"""
+    """dataset folder: Blender/NeRF-Synthetic, instant-ngp/nerfstudio transforms.json, LLFF, COLMAP project,
+    DTU/IDR scan or Strecha"""
     downscale: float = 1.0
     """divide the image size by this on load (cached outside the repository)"""
     eval_split: str = "auto"
     """held-out views: 'auto' (Blender: test, else val; otherwise every 8th view), a split name, or 'none'"""
     format: str = "auto"
-    """dataset format: auto, blender, transforms, llff, colmap, dtu or strecha"""
+    """dataset format: auto (detected from the folder's files), blender, transforms (instant-ngp/nerfstudio), llff,
+    colmap, dtu (DTU/IDR) or strecha"""
     aabb: tuple[float, float, float, float, float, float] | None = None
     """scene box (min xyz, max xyz) replacing the reader's choice"""
     near: float | None = None
@@ -43,24 +48,26 @@ class DataSpec:
 
     def load(self) -> tuple[PosedImages, PosedImages | None, str | None]:
         """(training views, held-out views or None, name of the held-out set), with the overrides."""
+        if not self.downscale >= 1:  # also refuses NaN
+            raise UserError(f"downscale must be >= 1 (8 divides the width and height by 8), got {self.downscale}")
         train, held_out, name = load_scene(self.path, self.format, self.downscale, self.eval_split)
         return self._override(train), (self._override(held_out) if held_out is not None else None), name
 
     def _override(self, data: PosedImages) -> PosedImages:
         if self.aabb is not None:
             if len(self.aabb) != 6 or any(hi <= lo for lo, hi in zip(self.aabb[:3], self.aabb[3:])):
-                raise ValueError(f"aabb must be min xyz then max xyz with max > min, got {list(self.aabb)}")
+                raise UserError(f"aabb must be min xyz then max xyz with max > min, got {list(self.aabb)}")
             data.aabb = tuple(float(v) for v in self.aabb)  # type: ignore[assignment]
         if self.cascades is not None:
-            if not 1 <= self.cascades <= 8:
-                raise ValueError(f"cascades must be 1..8, got {self.cascades}")
+            if not 1 <= self.cascades <= MAX_CASCADES:
+                raise UserError(f"cascades must be 1..{MAX_CASCADES}, got {self.cascades}")
             data.cascades = self.cascades
         if self.near is not None:
             data.cameras.near = self.near
         if self.far is not None:
             data.cameras.far = self.far
         if data.cameras.far <= data.cameras.near:
-            raise ValueError(f"far ({data.cameras.far}) must exceed near ({data.cameras.near})")
+            raise UserError(f"far ({data.cameras.far}) must exceed near ({data.cameras.near})")
         return data
 
 
@@ -84,20 +91,33 @@ class RunConfig:
     def load(cls, run_dir: Path) -> "RunConfig":
         path = Path(run_dir) / "config.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{run_dir}: not a run folder (no config.json). Pass the folder `onefield fit` "
-                                    "printed, e.g. runs/<scene>/<backend>/<timestamp>.")
+            raise MissingRunFile(f"{run_dir}: not a run folder (no config.json). Pass the folder `onefield fit` "
+                                 "printed, e.g. runs/<scene>/<backend>/<timestamp>.")
         try:
             raw = json.loads(path.read_text())
             raw["data"] = DataSpec(**raw["data"])
             return cls(**raw)
         except (json.JSONDecodeError, TypeError, KeyError) as error:
-            raise ValueError(f"{path}: not a valid onefield run config ({error}).") from error
+            raise UserError(f"{path}: not a valid onefield run config ({error}).") from error
 
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(**self.trainer)
 
 
+def check_output_folder(path: Path) -> Path:
+    """`path` if it is, or can be created as, a writable folder; else a UserError naming it."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{existing} is a file, not a folder: the output (--out {path}) must be a folder, "
+                        "created if missing")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"{existing} is not writable: choose another output folder (--out)")
+    return path
+
+
 def new_run_dir(out: Path, scene: str, backend: str) -> Path:
+    check_output_folder(out)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(out) / scene / backend
     run_dir, n = base / stamp, 1
@@ -113,19 +133,22 @@ def build_model(config: RunConfig, device: str) -> tuple[Field, OccupancyGrid]:
     """The field (contracting space beyond the base box when there are several cascades) and the
     cascaded occupancy grid, both over the same scene."""
     grid = OccupancyGrid(config.aabb, config.grid_resolution, config.grid_levels).to(device)
-    model = fields.build(config.field, config.aabb, config.field_config, device=device, cascades=config.grid_levels)
+    model = fields.build(config.field, config.aabb, config.field_config, device=device, cascades=config.grid_levels,
+                         seed=config.trainer_config().seed)
+    return model, grid
+
+
+def load_field(config: RunConfig, checkpoint: Path, device: str) -> tuple[Field, OccupancyGrid]:
+    """The run's field and occupancy grid with the weights of the checkpoint folder `checkpoint`."""
+    model, grid = build_model(config, device)
+    load_model_weights(model, grid, checkpoint / "model.safetensors")
     return model, grid
 
 
 def load_trained(run_dir: Path, device: str = "cpu") -> tuple[RunConfig, Field, OccupancyGrid]:
-    """Config, field and occupancy grid of a run's latest checkpoint, ready to render."""
+    """Config, field and occupancy grid of a run's newest complete checkpoint, ready to render."""
     config = RunConfig.load(run_dir)
-    weights = checkpoint_dir(Path(run_dir)) / "model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: the run has no checkpoint yet; run `onefield fit --resume {run_dir}`.")
-    model, grid = build_model(config, device)
-    load_model_weights(model, grid, weights)
-    return config, model, grid
+    return config, *load_field(config, find_checkpoint(run_dir), device)
 
 
 def scene_name(path: str | Path) -> str:
@@ -134,5 +157,5 @@ def scene_name(path: str | Path) -> str:
 
 def torch_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU; use --device cpu")
+        raise UserError(f"device {device!r} requested but torch sees no CUDA GPU; use --device cpu")
     return device

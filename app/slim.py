@@ -5,12 +5,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from safetensors.torch import save_file
-
 from onefield import fields
+from onefield.errors import UserError
 from onefield.fields.ranks import SlimmableField
 
-from .checkpoint import checkpoint_dir, model_tensors
+from .checkpoint import save_weights
 from .evaluate import run_renderer
 
 
@@ -25,18 +24,18 @@ def slim_run(run_dir: Path, ranks: list[int], device: str | None = None) -> list
     config, trainer, _, held_out, _ = run_renderer(run_dir, device)
     model = trainer.model
     if not isinstance(model, SlimmableField):
-        slimmable = [n for n in fields.names() if issubclass(fields.registry.field_class(n), SlimmableField)]
-        raise ValueError(f"{run_dir}: a {config.field} model has no rank to slim; slimmable backends: "
+        slimmable = [n for n in fields.names() if fields.registry.import_error(n) is None
+                     and issubclass(fields.registry.field_class(n), SlimmableField)]
+        raise UserError(f"{run_dir}: a {config.field} model has no rank to slim; slimmable backends: "
                          f"{', '.join(slimmable)}")
     if not ranks:
-        raise ValueError("give at least one rank, e.g. --rank 4 8 16")
+        raise UserError("give at least one rank, e.g. --rank 4 8 16")
     rows = []
     for rank in sorted(set(ranks), reverse=True):
         slim = model.slim(rank)
         out = run_dir / "slim" / f"rank-{rank}"
-        checkpoint_dir(out).mkdir(parents=True, exist_ok=True)
         trainer.model = slim
-        save_file(model_tensors(trainer), checkpoint_dir(out) / "model.safetensors")
+        save_weights(out, trainer)
         slim_config = dataclasses.replace(config, field_config=slim.config_dict())
         slim_config.save(out)
         n = parameter_count(slim)

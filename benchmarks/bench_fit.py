@@ -44,6 +44,7 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str) -> dict[str
             "minutes": minutes, "steps": state.step, "train_seconds": round(state.seconds, 2),
             "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
+            "samples_per_ray": round(state.total_samples / state.total_rays, 2),
             "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr)}
 
 
@@ -73,7 +74,7 @@ def main() -> None:
                 row = fit_once(spec, minutes, Path(tmp) / "runs", args.device)
                 rows.append(row)
                 print(f"{name:7s} {minutes:4.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                      f"{row['steps']:6d} steps  {row['rays_per_s']:8d} rays/s  {row['points_per_s']:9d} points/s  "
+                      f"{row['steps']:6d} steps  {row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray  "
                       f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows
     finish("fit", figures | {"device": args.device})

@@ -17,18 +17,25 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .ops import hash_encode, hash_grid_levels
 
 IMPLEMENTATIONS = ("auto", "onefield", "tcnn")
 
 
-@dataclass(frozen=True)
+@dataclass
 class HashGridConfig:
     n_levels: int = 16
+    """hash-grid levels"""
     n_features: int = 2
+    """features per level"""
     log2_table_size: int = 19
+    """log2 of the hash-table entries per level (Instant-NGP: 19; 16-17 train faster on a CPU at low resolution)"""
     base_resolution: int = 16
+    """grid resolution of the coarsest level"""
     max_resolution: int = 2048
+    """grid resolution of the finest level; levels grow geometrically in between"""
 
     @property
     def per_level_scale(self) -> float:
@@ -51,10 +58,10 @@ def choose_implementation(device: torch.device | str, requested: str = "auto") -
     forced to the torch reference), otherwise 'onefield'. An explicit 'tcnn' that cannot run is
     an error, not a silent fallback."""
     if requested not in IMPLEMENTATIONS:
-        raise ValueError(f"hash-grid implementation must be one of {IMPLEMENTATIONS}, got {requested!r}")
+        raise UserError(f"hash-grid implementation must be one of {IMPLEMENTATIONS}, got {requested!r}")
     on_cuda = torch.device(device).type == "cuda"
     if requested == "tcnn" and not (on_cuda and tcnn_installed()):
-        raise ValueError("implementation='tcnn' needs a CUDA device and the tinycudann package "
+        raise UserError("implementation='tcnn' needs a CUDA device and the tinycudann package "
                          f"(device={device}, tinycudann installed={tcnn_installed()}); "
                          "use implementation='onefield' or 'auto'")
     if requested == "auto":

@@ -3,10 +3,17 @@
 Every function has the signature of its twin in ``reference.py``. A call runs the compiled
 kernel for the tensors' device (C++ on CPU, CUDA on GPU) when the extension provides it, and the
 torch reference otherwise or when ``ONEFIELD_KERNELS=torch`` is set.
+
+Checks of argument *values* (is packed_info a packed layout, are the ids in range) read tensors back
+from the device, a host-device sync per call that stalls a training step on a GPU; they run only
+with ``ONEFIELD_DEBUG=1`` (see `debug_checks`). Shapes, dtypes and devices are always checked. With
+the checks off, bad values are undefined behaviour in the native kernels, as in nerfacc: the
+arguments are meant to come from the ops themselves (packed_info from `march_rays`).
 """
 
 import math
 import os
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -28,6 +35,12 @@ def backend_for(device: torch.device | str) -> str:
 
 def _native(t: Tensor) -> bool:
     return backend_for(t.device) != "torch"
+
+
+def debug_checks() -> bool:
+    """Whether the value checks that sync the device run: ``ONEFIELD_DEBUG`` set to anything but
+    '' or '0'. The one switch for every such check in onefield's kernels and renderers."""
+    return os.environ.get("ONEFIELD_DEBUG", "") not in ("", "0")
 
 
 def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -54,10 +67,12 @@ def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
 
 
 def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bitfield: Tensor,
-               aabb: Tensor, resolution: int, levels: int, step_size: float, max_step_size: float,
+               aabb: Sequence[float], resolution: int, levels: int, step_size: float, max_step_size: float,
                cone_angle: float, max_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Packed samples of the occupied cells: packed_info [N, 2], ray_indices [S], t_starts [S], t_ends [S].
 
+    `aabb`: the base box as 6 Python floats (min xyz, max xyz), e.g. `OccupancyGrid.box`; the kernels
+    take the grid's geometry on the host, and reading it from a device tensor would sync every call.
     Marching runs in float32 on every path (other dtypes are converted), so all paths agree exactly.
     """
     rays_o, rays_d, t_min, t_max = (t.float().contiguous() for t in (rays_o, rays_d, t_min, t_max))
@@ -65,9 +80,16 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
         return reference.march_rays(rays_o, rays_d, t_min, t_max, bitfield, aabb, resolution, levels,
                                     step_size, max_step_size, cone_angle, max_samples)
     packed_info, ray_indices, t_starts, t_ends = native.march_rays(
-        rays_o, rays_d, t_min, t_max, bitfield.contiguous(), [float(v) for v in aabb.tolist()], int(resolution),
+        rays_o, rays_d, t_min, t_max, bitfield.contiguous(), [float(v) for v in aabb], int(resolution),
         int(levels), float(step_size), float(max_step_size), float(cone_angle), int(max_samples))
     return packed_info, ray_indices, t_starts, t_ends
+
+
+def _check_packed(packed_info: Tensor, n_samples: int) -> None:
+    start, count = packed_info[:, 0], packed_info[:, 1]
+    if int(count.sum()) != n_samples or not torch.equal(start, torch.cumsum(count, 0) - count):
+        raise ValueError(f"packed_info is not a packed layout of {n_samples} samples: rays must own "
+                         "consecutive runs [start, start + count) that cover every sample in order")
 
 
 class _VolumeRender(torch.autograd.Function):
@@ -94,12 +116,10 @@ def volume_render(sigmas: Tensor, rgbs: Tensor, t_starts: Tensor, t_ends: Tensor
     """sigmas [S], rgbs [S, 3] (differentiable) -> weights [S], color [N, 3], depth [N], opacity [N].
 
     packed_info [N, 2] must be the packed layout: ray r owns samples [start_r, start_r + count_r),
-    rays in order, covering all S samples (what `march_rays` returns).
+    rays in order, covering all S samples (what `march_rays` returns); checked under ONEFIELD_DEBUG=1.
     """
-    start, count = packed_info[:, 0], packed_info[:, 1]
-    if int(count.sum()) != sigmas.shape[0] or not torch.equal(start, torch.cumsum(count, 0) - count):
-        raise ValueError(f"packed_info is not a packed layout of {sigmas.shape[0]} samples: rays must own "
-                         "consecutive runs [start, start + count) that cover every sample in order")
+    if debug_checks():
+        _check_packed(packed_info, sigmas.shape[0])
     dtype = sigmas.dtype
     rgbs, t_starts, t_ends = (t.to(dtype).contiguous() for t in (rgbs, t_starts, t_ends))
     if not _native(sigmas):
@@ -176,8 +196,11 @@ def trivec_sample(vectors: Tensor, ids: Tensor, local: Tensor, weights: Tensor, 
     for each point the tensors covering it in S slots, ids [N, S] (-1: empty slot), local
     coordinates [N, S, 3] in [-1, 1] and weights [N, S] -> [N, k]:
     sum over slots of weight x prod over axes of the linearly interpolated vector (first k components).
-    Differentiable in `vectors` only (placement, local coordinates and weights are not learned)."""
+    Differentiable in `vectors` only (placement, local coordinates and weights are not learned).
+    Ids past the last tensor are rejected under ONEFIELD_DEBUG=1."""
     k = vectors.shape[-1] if k is None else int(k)
+    if debug_checks() and ids.numel() > 0 and int(ids.max()) >= vectors.shape[1]:
+        raise ValueError(f"ids must be < the number of tensors ({vectors.shape[1]})")
     local, weights = local.to(vectors.dtype), weights.to(vectors.dtype)
     if not _native(vectors):
         return reference.trivec_sample(vectors, ids, local, weights, k)

@@ -7,9 +7,13 @@ rounding. Autograd through these functions is the reference for the kernels' bac
 They are used when the extension is not built, when ``ONEFIELD_KERNELS=torch``, and by the tests.
 """
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 import torch.nn.functional as F
+
+from .geometry import box_center_half
 
 MISS_T = 1e10
 PARALLEL_EPS = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernels' float constant
@@ -47,11 +51,10 @@ def grid_pack_bits(occs: Tensor, threshold: float) -> Tensor:
     return (bits * weights).sum(-1, dtype=torch.uint8)
 
 
-def _grid_geometry(aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _grid_geometry(aabb: Sequence[float] | Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """Centre, half size and its reciprocal [3], in float32 as the kernels compute them."""
-    lo, hi = aabb[:3].float(), aabb[3:].float()
-    half = (hi - lo) * 0.5
-    return (lo + hi) * 0.5, half, 1.0 / half
+    center, half = box_center_half(torch.as_tensor(aabb, dtype=torch.float32, device=device))
+    return center, half, 1.0 / half
 
 
 def _cascade_of(x: Tensor, center: Tensor, inv_half: Tensor, levels: int) -> Tensor:
@@ -67,6 +70,30 @@ def _cell_of(x: Tensor, inv_scale: Tensor, center: Tensor, inv_half: Tensor, res
     return torch.floor(u).long().clamp(0, res - 1)  # [K, 3]
 
 
+def _locate(x: Tensor, center: Tensor, inv_half: Tensor, res: int, levels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernel's `cascade_of` + `cell_of`: cascade [K] (clamped to the outermost), cell [K, 3], and
+    whether x [K, 3] lies outside every cascade [K]."""
+    c = _cascade_of(x, center, inv_half, levels)
+    outside = c >= levels
+    c = c.clamp(max=levels - 1)
+    idx = _cell_of(x, 1.0 / (torch.ones_like(c) << c).float(), center, inv_half, res)
+    return c, idx, outside
+
+
+def _linear_cell(c: Tensor, idx: Tensor, res: int) -> Tensor:
+    """The kernel's `is_occupied` index: c R^3 + (i R + j) R + k, [K]."""
+    return c * res**3 + (idx[:, 0] * res + idx[:, 1]) * res + idx[:, 2]
+
+
+def grid_cells(x: Tensor, aabb: Sequence[float] | Tensor, resolution: int, levels: int) -> tuple[Tensor, Tensor]:
+    """The cell that `march_rays` tests for a sample at world points x [K, 3] (computed in float32):
+    its index into the grid's `levels` x `resolution`^3 cells [K], and whether x lies inside the
+    outermost cascade [K] (outside, the index is that of the outermost cascade's nearest cell)."""
+    center, _, inv_half = _grid_geometry(aabb, x.device)
+    c, idx, outside = _locate(x.float(), center, inv_half, resolution, levels)
+    return _linear_cell(c, idx, resolution), ~outside
+
+
 def _cell_exit_t(o: Tensor, d: Tensor, inv_d: Tensor, scale: Tensor, idx: Tensor, center: Tensor,
                  half: Tensor, cell_frac: Tensor) -> Tensor:
     half_s = half * scale[:, None]
@@ -80,7 +107,7 @@ def _cell_exit_t(o: Tensor, d: Tensor, inv_d: Tensor, scale: Tensor, idx: Tensor
 
 
 def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bitfield: Tensor,
-               aabb: Tensor, resolution: int, levels: int, step_size: float, max_step_size: float,
+               aabb: Sequence[float], resolution: int, levels: int, step_size: float, max_step_size: float,
                cone_angle: float, max_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """March every ray through the occupied cells of a cascaded bitfield grid.
 
@@ -89,9 +116,8 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
     the active set when it passes t_max, leaves the outermost cascade or has max_samples.
     """
     device = rays_o.device
-    center, half, inv_half = _grid_geometry(aabb.to(device))
+    center, half, inv_half = _grid_geometry(aabb, device)
     cell_frac = torch.tensor(2.0, device=device) / resolution
-    r3 = resolution**3
     n = rays_o.shape[0]
     t = t_min.clone()
     count = torch.zeros(n, dtype=torch.long, device=device)
@@ -103,12 +129,9 @@ def march_rays(rays_o: Tensor, rays_d: Tensor, t_min: Tensor, t_max: Tensor, bit
         dt = torch.clamp(ta * cone_angle, min=step_size, max=max_step_size)
         t_mid = ta + dt * 0.5
         x = o + d * t_mid[:, None]
-        c = _cascade_of(x, center, inv_half, levels)
-        outside = c >= levels
-        c = c.clamp(max=levels - 1)
+        c, idx, outside = _locate(x, center, inv_half, resolution, levels)
         scale = (torch.ones_like(c) << c).float()
-        idx = _cell_of(x, 1.0 / scale, center, inv_half, resolution)
-        lin = c * r3 + (idx[:, 0] * resolution + idx[:, 1]) * resolution + idx[:, 2]
+        lin = _linear_cell(c, idx, resolution)
         occupied = ((bitfield[lin >> 3].long() >> (lin & 7)) & 1).bool() & ~outside
 
         rec_rays.append(active[occupied])

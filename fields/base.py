@@ -13,6 +13,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from onefield.cuda_ext.geometry import MAX_CASCADES, box_center_half
+from onefield.errors import UserError
+
 # The pre-activation density range that distillation matches (PVD). Only `features` clips to it:
 # clipping the rendered density too would put a floor of e^-2 under empty space and fog it.
 SIGMA_LOGIT_RANGE = (-2.0, 7.0)
@@ -56,9 +59,9 @@ class Field(torch.nn.Module, abc.ABC):
         super().__init__()
         box = torch.as_tensor(aabb, dtype=torch.float32).flatten()
         if box.numel() != 6 or not bool((box[3:] > box[:3]).all()):
-            raise ValueError(f"aabb must be (min xyz, max xyz) with max > min, got {box.tolist()}")
-        if not 1 <= cascades <= 16:
-            raise ValueError(f"cascades must be in [1, 16], got {cascades}")
+            raise UserError(f"aabb must be (min xyz, max xyz) with max > min, got {box.tolist()}")
+        if not 1 <= cascades <= MAX_CASCADES:
+            raise UserError(f"cascades must be in [1, {MAX_CASCADES}], got {cascades}")
         self.config = config
         self.cascades = cascades
         self.register_buffer("aabb", box)  # the base box; the scene reaches it scaled by 2^(cascades-1)
@@ -68,7 +71,7 @@ class Field(torch.nn.Module, abc.ABC):
         the mip-NeRF 360 contraction (with the max norm) of box coordinates u: u inside the box,
         (2 - 1/|u|) u/|u| outside, so the base box keeps half of the encoding's range and the far
         cascades, coarse in the occupancy grid too, share the rest."""
-        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        center, half = box_center_half(self.aabb)
         u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
         if self.cascades == 1:
             return (u * 0.5 + 0.5).clamp(0.0, 1.0)
@@ -112,12 +115,13 @@ class Field(torch.nn.Module, abc.ABC):
         """Named scalar losses added to the photometric loss (TV, L1...); none by default."""
         return {}
 
-    def update_schedule(self, progress: float, grid: Any) -> bool:
+    def update_schedule(self, progress: float, grid: Any, generator: torch.Generator | None = None) -> bool:
         """Called by the trainer before every step with the training progress in [0, 1] and the
         occupancy grid (None until it has been refreshed from the field, so nothing reads an untrained
         grid). Backends with a coarse-to-fine schedule (upsampling, box shrinking, rank growth) act
         here; returns True when parameters were replaced or resized, so the trainer
-        rebuilds its optimizer. Static backends do nothing."""
+        rebuilds its optimizer. New random parameters come from `generator` (the trainer's, which
+        checkpoints save), never torch's global one. Static backends do nothing."""
         return False
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
@@ -127,13 +131,20 @@ class Field(torch.nn.Module, abc.ABC):
             saved = state_dict.get(name)
             if saved is not None and saved.shape != tensor.shape and name.startswith(self.resizable):
                 tensor.data = torch.empty(saved.shape, dtype=tensor.dtype, device=tensor.device)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.sync_host_state()
+        return result
+
+    def sync_host_state(self) -> None:
+        """Refresh the Python copies of schedule buffers (stage, rank counts) after their buffers were
+        loaded. Backends read those copies in every query and step, so that a query on a GPU never
+        waits for a device-to-host read of a buffer; the buffers are what checkpoints save."""
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
     def _inside(self, x: Tensor) -> Tensor:
         """1 inside the whole scene (the base box scaled by 2^(cascades-1)), else 0; [N]."""
-        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        center, half = box_center_half(self.aabb)
         reach = half * float(1 << (self.cascades - 1))
         return ((x - center).abs() <= reach).all(-1).to(x.dtype)

@@ -1,7 +1,11 @@
 """Encodings and layers shared by the backends: SH for view directions, NeRF's frequency encoding, MLPs."""
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
+
+from onefield.errors import UserError
 
 # Real spherical-harmonics constants, bands 0-3 (the basis Instant-NGP and Plenoxels use).
 _C0 = 0.28209479177387814
@@ -14,7 +18,7 @@ _C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325
 def sh_encode(d: Tensor, degree: int = 4) -> Tensor:
     """Unit directions [N, 3] -> SH basis values [N, degree^2] (degree 1..4)."""
     if not 1 <= degree <= 4:
-        raise ValueError(f"SH degree must be 1..4, got {degree}")
+        raise UserError(f"SH degree must be 1..4, got {degree}")
     x, y, z = d.unbind(-1)
     out = [torch.full_like(x, _C0)]
     if degree > 1:
@@ -55,16 +59,33 @@ def mlp(sizes: "list[int] | tuple[int, ...]", output_bias: float | None = None) 
 GEO_FEATURES = 15  # the Field contract's feature size
 
 
+@dataclass
+class HeadConfig:
+    """The options of `DensityColorHead` (one block, mixed into the configs of the backends that use it)."""
+
+    hidden: int = 64
+    """width of the density MLP's hidden layer"""
+    color_hidden: int = 64
+    """width of the colour MLP's hidden layers"""
+    color_layers: int = 2
+    """hidden layers of the colour MLP"""
+    sh_degree: int = 4
+    """spherical-harmonics degree of the view-direction encoding (1-4)"""
+    density_bias: float = -1.0
+    """added to the density logit so a fresh field starts nearly transparent"""
+
+
 class DensityColorHead(torch.nn.Module):
     """Instant-NGP's decoder, shared by the grid-feature backends: density MLP (encoding ->
     density logit + 15-d feature) and colour MLP (SH-encoded view direction + feature -> rgb)."""
 
-    def __init__(self, in_dim: int, hidden: int, color_hidden: int, color_layers: int, sh_degree: int,
-                 density_bias: float):
+    def __init__(self, in_dim: int, config: HeadConfig):
         super().__init__()
-        self.sh_degree, self.density_bias = sh_degree, density_bias
-        self.density_mlp = mlp([in_dim, hidden, 1 + GEO_FEATURES])
-        self.color_mlp = mlp([sh_degree**2 + GEO_FEATURES] + [color_hidden] * color_layers + [3])
+        if not 1 <= config.sh_degree <= 4:
+            raise UserError(f"sh_degree must be 1..4, got {config.sh_degree}")
+        self.sh_degree, self.density_bias = config.sh_degree, config.density_bias
+        self.density_mlp = mlp([in_dim, config.hidden, 1 + GEO_FEATURES])
+        self.color_mlp = mlp([config.sh_degree**2 + GEO_FEATURES] + [config.color_hidden] * config.color_layers + [3])
 
     def raw(self, encoding: Tensor) -> tuple[Tensor, Tensor]:
         """(density logit [N], feature [N, 15]) from an encoding [N, in_dim]."""

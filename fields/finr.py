@@ -30,9 +30,10 @@ import torch
 from torch import Tensor
 
 from onefield.cuda_ext import plane_sample
+from onefield.errors import UserError
 
-from .encodings import DensityColorHead, positional_encoding
-from .ranks import SlimmableField, active_rank
+from .encodings import DensityColorHead, HeadConfig, positional_encoding
+from .ranks import RankGrowthConfig, SlimmableField
 
 MODES = ("cp", "tucker", "tt")
 # Tucker's core is R^3 x C and a step multiplies [N, R^2] by [R^2, R C]: its rank must stay small.
@@ -40,14 +41,14 @@ DEFAULT_RANK = {"cp": 32, "tucker": 8, "tt": 8}
 
 
 @dataclass
-class FINRConfig:
+class FINRConfig(HeadConfig, RankGrowthConfig):
     mode: str = "cp"
     """decomposition: cp, tucker or tt"""
     rank: int = 0
     """decomposition rank: CP components, Tucker core size, TT bond dimension (0: 32 for cp, 8 for tucker and tt)"""
     features: int = 32
     """channels of the decomposed feature volume"""
-    hidden: int = 64
+    axis_hidden: int = 64
     """width of the axis networks"""
     layers: int = 2
     """hidden layers of the axis networks"""
@@ -61,26 +62,20 @@ class FINRConfig:
     """lattice (axis networks on a 1-D lattice, interpolated; fast) or exact (at every sample)"""
     lattice_size: int = 256
     """lattice points per axis in lattice mode"""
-    head_hidden: int = 64
-    """width of the density MLP's hidden layer"""
-    color_hidden: int = 64
-    """width of the colour MLP's hidden layers"""
-    color_layers: int = 2
-    """hidden layers of the colour MLP"""
-    sh_degree: int = 4
-    """spherical-harmonics degree of the view-direction encoding"""
-    density_bias: float = -1.0
-    """added to the density logit so a fresh field starts nearly transparent"""
     lr_factors: float = 5e-3
     """Adam learning rate of the axis networks and the core"""
     lr_mlp: float = 1e-2
     """Adam learning rate of the density and colour MLPs"""
-    rank_init: float = 0.25
-    """fraction of the rank active at the start (1: no rank growth)"""
-    rank_full_at: float = 0.5
-    """training progress by which the full rank is active"""
-    rank_stages: int = 4
-    """equal rank increments between the start and rank_full_at"""
+
+    @staticmethod
+    def upgrade(values: dict[str, Any]) -> dict[str, Any]:
+        """Options saved before the decoder options became `HeadConfig`: `hidden` was the axis
+        networks' width and `head_hidden` the decoder's."""
+        if "head_hidden" not in values:
+            return values
+        values = dict(values)
+        values["axis_hidden"], values["hidden"] = values.pop("hidden", 64), values.pop("head_hidden")
+        return values
 
 
 class _Sine(torch.nn.Module):
@@ -101,12 +96,12 @@ class AxisNet(torch.nn.Module):
         width_in = 1 if config.siren else 1 + 2 * config.freqs
         layers: list[torch.nn.Module] = []
         for i in range(config.layers):
-            linear = torch.nn.Linear(width_in, config.hidden)
+            linear = torch.nn.Linear(width_in, config.axis_hidden)
             if config.siren:  # SIREN's initialisation (Sitzmann et al. 2020)
                 bound = 1.0 / width_in if i == 0 else math.sqrt(6.0 / width_in) / config.siren_w0
                 torch.nn.init.uniform_(linear.weight, -bound, bound)
             layers += [linear, _Sine(config.siren_w0 if i == 0 else 1.0) if config.siren else torch.nn.ReLU()]
-            width_in = config.hidden
+            width_in = config.axis_hidden
         self.body = torch.nn.Sequential(*layers)
         self.out = torch.nn.Linear(width_in, out)
         if config.siren:
@@ -124,20 +119,21 @@ class FINRField(SlimmableField):
 
     def __init__(self, config: FINRConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         if config.mode not in MODES:
-            raise ValueError(f"finr mode must be one of {', '.join(MODES)}, got {config.mode!r}")
+            raise UserError(f"finr mode must be one of {', '.join(MODES)}, got {config.mode!r}")
         config = replace(config, rank=config.rank or DEFAULT_RANK[config.mode])
         super().__init__(config, aabb, cascades)
         if config.evaluation not in ("lattice", "exact"):
-            raise ValueError(f"finr evaluation must be lattice or exact, got {config.evaluation!r}")
+            raise UserError(f"finr evaluation must be lattice or exact, got {config.evaluation!r}")
         if config.rank < 0 or config.lattice_size < 2:
-            raise ValueError(f"finr needs rank >= 1 and lattice_size >= 2, got {config.rank}, {config.lattice_size}")
+            raise UserError(f"finr needs rank >= 1 and lattice_size >= 2, got {config.rank}, {config.lattice_size}")
         r, c = config.rank, config.features
         outs = {"cp": (r, r, r), "tucker": (r, r, r), "tt": (r, r * r, r * r)}[config.mode]
         self.axes = torch.nn.ModuleList([AxisNet(o, config) for o in outs])
         with torch.no_grad():  # factors start near one (TT: near identity), as K-Planes' planes do, so the
             for net in self.axes:  # product is O(1) and every axis receives a gradient of O(1) from the start
                 net.out.bias.copy_(torch.eye(r).flatten() if net.out.bias.numel() == r * r else torch.ones(r))
-        k0 = active_rank(r, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
+        self.grow_rank(0.0)
+        k0 = self.rank
         if config.mode == "tucker":
             self.core = torch.nn.Parameter(torch.randn(r, r, r, c) / math.sqrt(r))
             self.core.data[k0:], self.core.data[:, k0:], self.core.data[:, :, k0:] = 0.0, 0.0, 0.0
@@ -147,10 +143,7 @@ class FINRField(SlimmableField):
         # the core entries of the components that rank growth adds later start at zero: their factors
         # start near one, so a random entry would shift every point's feature the moment they join
         # (a jump that can empty the occupancy grid); from zero they enter smoothly
-        self.register_buffer("active", torch.tensor(k0))
-        self.k = k0  # `active` as a Python int: queries on a GPU read it without a device-to-host copy
-        self.head = DensityColorHead(c, config.head_hidden, config.color_hidden, config.color_layers,
-                                     config.sh_degree, config.density_bias)
+        self.head = DensityColorHead(c, config)
         self.to(device)
 
     # ---- factors ------------------------------------------------------------------------------
@@ -184,7 +177,7 @@ class FINRField(SlimmableField):
     def feature_volume(self, x: Tensor) -> Tensor:
         """The decomposed features [N, C] at world positions x [N, 3]."""
         c = self.normalize(x) * 2.0 - 1.0
-        return self.combine(*self.factors(c), self.k)
+        return self.combine(*self.factors(c), self.rank)
 
     # ---- the Field contract -------------------------------------------------------------------
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -198,27 +191,21 @@ class FINRField(SlimmableField):
         return [{"name": "factors", "params": [*self.axes.parameters(), self.core], "lr": c.lr_factors},
                 {"name": "mlp", "params": list(self.head.parameters()), "lr": c.lr_mlp}]
 
-    def update_schedule(self, progress: float, grid: Any) -> bool:
-        c = self.config
-        k = active_rank(c.rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        if k != self.k:
-            self.active.fill_(k)
-            self.k = k
+    def update_schedule(self, progress: float, grid: Any, generator: torch.Generator | None = None) -> bool:
+        self.grow_rank(progress)
         return False
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self.k = int(self.active)
-        return result
 
     # ---- slimming -----------------------------------------------------------------------------
     @property
-    def rank(self) -> int:
-        return self.k
+    def full_rank(self) -> int:
+        return self.config.rank
+
+    def counts_for(self, rank: int) -> tuple[int, ...]:
+        return (rank,)
 
     def slim(self, rank: int) -> "FINRField":
         c = self.config
-        self._check_rank(rank, c.rank)
+        self._check_rank(rank)
         keep = torch.arange(rank, device=self.core.device)
         rows = [keep, keep, keep] if c.mode != "tt" else \
             [keep, (keep[:, None] * c.rank + keep).flatten(), (keep[:, None] * c.rank + keep).flatten()]
@@ -227,7 +214,7 @@ class FINRField(SlimmableField):
             state[f"axes.{a}.out.weight"] = state[f"axes.{a}.out.weight"][idx]
             state[f"axes.{a}.out.bias"] = state[f"axes.{a}.out.bias"][idx]
         state["core"] = self.core.detach()[:rank, :rank, :rank] if c.mode == "tucker" else self.core.detach()[:rank]
-        state["active"] = torch.tensor(rank)
+        state["active"] = torch.tensor([rank])
         slim = FINRField(replace(c, rank=rank, rank_init=1.0), self.aabb, device=self.aabb.device,
                          cascades=self.cascades)
         slim.load_state_dict(state)

@@ -11,32 +11,13 @@ from torch import Tensor
 from onefield.cuda_ext import HashGridConfig, HashGridEncoding
 
 from .base import Field
-from .encodings import DensityColorHead
-
+from .encodings import DensityColorHead, HeadConfig
 
 
 @dataclass
-class HashGridFieldConfig:
-    n_levels: int = 16
-    """hash-grid levels"""
-    n_features: int = 2
-    """features per level"""
-    log2_table_size: int = 19
-    """log2 of the hash-table entries per level (Instant-NGP: 19; 16-17 train faster on a CPU at low resolution)"""
-    base_resolution: int = 16
-    """grid resolution of the coarsest level"""
-    max_resolution: int = 2048
-    """grid resolution of the finest level; levels grow geometrically in between"""
-    hidden: int = 64
-    """width of the density MLP's hidden layer"""
-    color_hidden: int = 64
-    """width of the colour MLP's hidden layers"""
-    color_layers: int = 2
-    """hidden layers of the colour MLP"""
-    sh_degree: int = 4
-    """spherical-harmonics degree of the view-direction encoding (1-4)"""
-    density_bias: float = -1.0
-    """added to the density logit so a fresh field starts nearly transparent"""
+class HashGridFieldConfig(HashGridConfig, HeadConfig):
+    """The encoding's options (`HashGridConfig`), the decoder's (`HeadConfig`) and the optimiser's."""
+
     lr_encoding: float = 1e-2
     """Adam learning rate of the hash tables"""
     lr_mlp: float = 1e-2
@@ -52,11 +33,8 @@ class HashGridField(Field):
     def __init__(self, config: HashGridFieldConfig, aabb: Sequence[float] | Tensor, device: torch.device | str = "cpu",
                  cascades: int = 1):
         super().__init__(config, aabb, cascades)
-        grid = HashGridConfig(config.n_levels, config.n_features, config.log2_table_size, config.base_resolution,
-                              config.max_resolution)
-        self.encoding = HashGridEncoding(grid, device=device, implementation=config.implementation)
-        self.head = DensityColorHead(self.encoding.out_dim, config.hidden, config.color_hidden, config.color_layers,
-                                     config.sh_degree, config.density_bias)
+        self.encoding = HashGridEncoding(config, device=device, implementation=config.implementation)
+        self.head = DensityColorHead(self.encoding.out_dim, config)
         self.to(device)
 
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:

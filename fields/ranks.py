@@ -13,12 +13,27 @@ leaves them at their initial values, and no parameter changes shape while the ra
 import abc
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .base import Field
+
+
+@dataclass
+class RankGrowthConfig:
+    """The rank-growth options of every slimmable backend (one block, mixed into their configs)."""
+
+    rank_init: float = 0.25
+    """fraction of the components active at the start (1: no rank growth)"""
+    rank_full_at: float = 0.5
+    """training progress by which every component is active"""
+    rank_stages: int = 4
+    """equal rank increments between the start and rank_full_at"""
 
 
 def active_rank(full: int, progress: float, init: float, full_at: float, stages: int) -> int:
@@ -31,21 +46,59 @@ def active_rank(full: int, progress: float, init: float, full_at: float, stages:
 
 
 class SlimmableField(Field):
-    """A field whose components are ordered by rank and can be truncated after training."""
+    """A field whose components are ordered by rank and can be truncated after training.
+
+    Rank bookkeeping: `counts` (Python ints: density components first, then any that follow them)
+    is what queries read; the `active` buffer mirrors it for checkpoints (`sync_host_state`)."""
+
+    config: RankGrowthConfig
+    counts: tuple[int, ...]
 
     @property
     @abc.abstractmethod
-    def rank(self) -> int:
-        """Density components currently in use (appearance components follow in proportion)."""
+    def full_rank(self) -> int:
+        """Density components of the full model."""
+
+    @abc.abstractmethod
+    def counts_for(self, rank: int) -> tuple[int, ...]:
+        """The component counts that go with `rank` density components."""
 
     @abc.abstractmethod
     def slim(self, rank: int) -> "SlimmableField":
         """A new field of the same backend keeping only the first `rank` density components (and the
         proportional share of appearance components), with every other weight copied."""
 
-    def _check_rank(self, rank: int, full: int) -> None:
-        if not 1 <= rank <= full:
-            raise ValueError(f"rank must be in [1, {full}] for this {self.name} model, got {rank}")
+    @property
+    def rank(self) -> int:
+        """Density components currently in use."""
+        return self.counts[0]
+
+    def grow_rank(self, progress: float) -> None:
+        """Activate the components the rank-growth schedule allows at `progress`."""
+        c = self.config
+        self.set_rank(active_rank(self.full_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages))
+
+    def set_rank(self, rank: int) -> None:
+        counts = self.counts_for(rank)
+        if "active" not in self._buffers:
+            self.register_buffer("active", torch.tensor(counts))
+        elif counts != self.counts:
+            self.active.copy_(torch.tensor(counts))
+        self.counts = counts
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        saved = state_dict.get("active")
+        if saved is not None and saved.dim() == 0:  # F-INR checkpoints before the shared bookkeeping
+            state_dict = {**state_dict, "active": saved.reshape(1)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def sync_host_state(self) -> None:
+        super().sync_host_state()
+        self.counts = tuple(int(v) for v in self.active)
+
+    def _check_rank(self, rank: int) -> None:
+        if not 1 <= rank <= self.full_rank:
+            raise UserError(f"rank must be in [1, {self.full_rank}] for this {self.name} model, got {rank}")
 
 
 def app_count(density_count: int, config: Any) -> int:
@@ -73,29 +126,16 @@ class ComponentField(SlimmableField):
     def n_groups(self) -> int:
         """Groups of appearance components concatenated before the basis matrix."""
 
-    def _set_active(self, density_count: int) -> None:
-        """Activate the first `density_count` density components and their share of appearance ones.
-        The counts are read by every query: they are kept as Python ints too (`counts`), so a query
-        on a GPU does not wait for a device-to-host copy; the `active` buffer saves them."""
-        counts = (density_count, app_count(density_count, self.config))
-        if "active" not in self._buffers:
-            self.register_buffer("active", torch.tensor(counts))
-        elif counts != self.counts:
-            self.active.copy_(torch.tensor(counts))
-        self.counts = counts
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self.counts = tuple(int(v) for v in self.active)
-        return result
-
     @property
-    def rank(self) -> int:
-        return self.counts[0]
+    def full_rank(self) -> int:
+        return self.config.density_rank
+
+    def counts_for(self, rank: int) -> tuple[int, ...]:
+        return rank, app_count(rank, self.config)
 
     def slim(self, rank: int) -> "ComponentField":
         c = self.config
-        self._check_rank(rank, c.density_rank)
+        self._check_rank(rank)
         ka = app_count(rank, c)
         state = {k: v.clone() for k, v in self.state_dict().items()}
         for key in state:

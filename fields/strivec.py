@@ -26,17 +26,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from onefield.cuda_ext import trivec_sample
+from onefield.errors import UserError
 
 from .base import trunc_exp
 from .encodings import GEO_FEATURES
-from .ranks import ComponentField, active_rank, basis_columns
-from .tensorf import EMPTY_LOGIT, FeatureShader
+from .ranks import ComponentField, RankGrowthConfig, basis_columns
+from .tensorf import EMPTY_LOGIT, FeatureShader, ShaderConfig
 
 CORNERS = torch.tensor([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # [8, 3]
 
 
 @dataclass
-class StrivecConfig:
+class StrivecConfig(ShaderConfig, RankGrowthConfig):
     scales: tuple[int, ...] = (16, 32)
     """lattice cells per box side at each scale, coarse to fine (a tensor covers one cell around its centre)"""
     vector_length: int = 16
@@ -51,28 +52,14 @@ class StrivecConfig:
     """a lattice cell gets tensors when at least this fraction of its occupancy-grid cells is occupied"""
     place_max_occupancy: float = 0.1
     """placement waits (until 3 x place_at at most) for the occupancy grid to fall below this fraction"""
-    feature_pe: int = 2
-    """frequencies of the feature encoding in the shader"""
-    view_pe: int = 2
-    """frequencies of the view-direction encoding in the shader"""
-    hidden: int = 128
-    """width of the shader MLP's two hidden layers"""
     init_scale: float = 0.2
     """standard deviation of the initial vectors"""
-    density_bias: float = -1.0
-    """added to the density logit so a fresh field starts nearly transparent"""
     l1_weight: float = 8e-5
     """weight of the L1 sparsity loss on the density vectors"""
     lr_grid: float = 0.02
     """Adam learning rate of the local vectors"""
     lr_network: float = 1e-3
     """Adam learning rate of the basis matrix and the shader"""
-    rank_init: float = 0.25
-    """fraction of the components active at the start (1: no rank growth)"""
-    rank_full_at: float = 0.5
-    """training progress by which every component is active"""
-    rank_stages: int = 4
-    """equal rank increments between the start and rank_full_at"""
 
 
 class StrivecField(ComponentField):
@@ -86,12 +73,12 @@ class StrivecField(ComponentField):
     def __init__(self, config: StrivecConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
         if not config.scales or min(config.scales) < 1 or list(config.scales) != sorted(config.scales):
-            raise ValueError(f"strivec scales must be increasing lattice sizes >= 1, got {config.scales}")
+            raise UserError(f"strivec scales must be increasing lattice sizes >= 1, got {config.scales}")
         if config.vector_length < 2 or config.density_rank < 1 or config.app_rank < 1:
-            raise ValueError("strivec needs vector_length >= 2 and ranks >= 1")
-        kd = active_rank(config.density_rank, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
-        self._set_active(kd)
-        self.register_buffer("placed", torch.tensor(False))
+            raise UserError("strivec needs vector_length >= 2 and ranks >= 1")
+        self.grow_rank(0.0)
+        self.register_buffer("placed", torch.tensor(False))  # saved...
+        self.is_placed = False  # ...and read by every step without a device sync
         self.density_vectors, self.app_vectors = torch.nn.ParameterList(), torch.nn.ParameterList()
         for s, g in enumerate(config.scales):
             # the coarse stage: the coarsest lattice complete, the finer ones empty until placement
@@ -101,12 +88,14 @@ class StrivecField(ComponentField):
             self.density_vectors.append(self._new_vectors(int(mask.sum()), config.density_rank))
             self.app_vectors.append(self._new_vectors(int(mask.sum()), config.app_rank))
         self.basis = torch.nn.Linear(len(config.scales) * config.app_rank, GEO_FEATURES, bias=False)
-        self.shader = FeatureShader(config.feature_pe, config.view_pe, config.hidden)
+        self.shader = FeatureShader(config)
         self.to(device)
 
-    def _new_vectors(self, n_tensors: int, rank: int, device=None) -> torch.nn.Parameter:
+    def _new_vectors(self, n_tensors: int, rank: int, device=None,
+                     generator: torch.Generator | None = None) -> torch.nn.Parameter:
         c = self.config
-        return torch.nn.Parameter(c.init_scale * torch.randn(3, n_tensors, c.vector_length, rank, device=device))
+        return torch.nn.Parameter(c.init_scale * torch.randn(3, n_tensors, c.vector_length, rank, device=device,
+                                                             generator=generator))
 
     def _index(self, s: int) -> Tensor:
         return getattr(self, f"lattice_index_{s}")
@@ -180,16 +169,19 @@ class StrivecField(ComponentField):
         return {"l1": self.config.l1_weight * sum(terms)} if terms else {}
 
     # ---- placement and rank growth ------------------------------------------------------------
-    def update_schedule(self, progress: float, grid: Any) -> bool:
+    def update_schedule(self, progress: float, grid: Any, generator: torch.Generator | None = None) -> bool:
         c = self.config
-        kd = active_rank(c.density_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        self._set_active(kd)
-        if bool(self.placed) or progress < c.place_at or grid is None:
+        self.grow_rank(progress)
+        if self.is_placed or progress < c.place_at or grid is None:
             return False
         if grid.occupied_fraction() > c.place_max_occupancy and progress < 3 * c.place_at:
             return False  # the coarse stage is still foggy: placing now would tile most of the box
-        self.place(grid)
+        self.place(grid, generator)
         return True
+
+    def sync_host_state(self) -> None:
+        super().sync_host_state()
+        self.is_placed = bool(self.placed)
 
     def _occupied_centres(self, grid: Any) -> Tensor:
         """normalize() coordinates [M, 3] of the centres of the grid's occupied cells."""
@@ -197,7 +189,7 @@ class StrivecField(ComponentField):
         return self.normalize(grid.cell_points(occupied, torch.full((occupied.numel(), 3), 0.5, device=occupied.device)))
 
     @torch.no_grad()
-    def place(self, grid: Any) -> None:
+    def place(self, grid: Any, generator: torch.Generator | None = None) -> None:
         """At every scale, keep or create the tensors around the lattice cells that hold geometry: cells
         in which at least `place_min_fill` of the occupancy-grid cells are occupied (isolated floaters
         do not get tensors). The 8 tensors at a marked cell's corners are the ones covering it."""
@@ -215,11 +207,12 @@ class StrivecField(ComponentField):
             new_index = torch.where(wanted, torch.cumsum(wanted.long(), 0) - 1, torch.full_like(old_index, -1))
             keep = wanted & (old_index >= 0)  # lattice points that already have a trained tensor
             for vectors in (self.density_vectors[s], self.app_vectors[s]):
-                fresh = self._new_vectors(int(wanted.sum()), vectors.shape[-1], device=vectors.device).data
+                fresh = self._new_vectors(int(wanted.sum()), vectors.shape[-1], vectors.device, generator).data
                 fresh[:, new_index[keep]] = vectors.data[:, old_index[keep]]
                 vectors.data = fresh
             old_index.copy_(new_index)
         self.placed.fill_(True)
+        self.is_placed = True
 
     @property
     def n_groups(self) -> int:

@@ -30,23 +30,39 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .encodings import GEO_FEATURES, mlp, positional_encoding
 from .factors import LINE_AXES, PLANE_AXES, resample, sample_line, sample_plane, total_variation
 from .base import trunc_exp
-from .ranks import ComponentField, active_rank, basis_columns
+from .ranks import ComponentField, RankGrowthConfig, basis_columns
 
 EMPTY_LOGIT = -15.0  # the density logit outside the (shrunk) tensor box
+
+
+@dataclass
+class ShaderConfig:
+    """The options of `FeatureShader` (one block, mixed into the TensoRF and Strivec configs)."""
+
+    feature_pe: int = 2
+    """frequencies of the feature encoding in the shader"""
+    view_pe: int = 2
+    """frequencies of the view-direction encoding in the shader"""
+    hidden: int = 128
+    """width of the shader MLP's two hidden layers"""
+    density_bias: float = -1.0
+    """added to the density logit so a fresh field starts nearly transparent"""
 
 
 class FeatureShader(torch.nn.Module):
     """TensoRF's MLP shader (MLP_Fea): feature [N, 15] and view direction [N, 3], each with its
     frequency encoding, -> two hidden layers -> rgb in [0, 1]."""
 
-    def __init__(self, feature_pe: int, view_pe: int, hidden: int):
+    def __init__(self, config: ShaderConfig):
         super().__init__()
-        self.feature_pe, self.view_pe = feature_pe, view_pe
-        in_dim = GEO_FEATURES * (1 + 2 * feature_pe) + 3 * (1 + 2 * view_pe)
-        self.mlp = mlp([in_dim, hidden, hidden, 3], output_bias=0.0)
+        self.feature_pe, self.view_pe = config.feature_pe, config.view_pe
+        in_dim = GEO_FEATURES * (1 + 2 * config.feature_pe) + 3 * (1 + 2 * config.view_pe)
+        self.mlp = mlp([in_dim, config.hidden, config.hidden, 3], output_bias=0.0)
 
     def forward(self, feat: Tensor, d: Tensor) -> Tensor:
         h = torch.cat([feat, positional_encoding(feat, self.feature_pe, include_input=False),
@@ -59,7 +75,7 @@ def _tensorf_schedule(*iterations: int) -> tuple[float, ...]:
 
 
 @dataclass
-class TensoRFVMConfig:
+class TensoRFVMConfig(ShaderConfig, RankGrowthConfig):
     density_rank: int = 16
     """density components per plane/line pair (TensoRF: 16)"""
     app_rank: int = 48
@@ -72,16 +88,8 @@ class TensoRFVMConfig:
     """training progress (0-1) of each upsampling; the voxel count grows log-linearly"""
     shrink_at: tuple[float, ...] = _tensorf_schedule(2000)
     """training progress at which the factors are cropped to the occupied box"""
-    feature_pe: int = 2
-    """frequencies of the feature encoding in the shader"""
-    view_pe: int = 2
-    """frequencies of the view-direction encoding in the shader"""
-    hidden: int = 128
-    """width of the shader MLP's two hidden layers"""
     init_scale: float = 0.1
     """standard deviation of the initial factors"""
-    density_bias: float = -1.0
-    """added to the density logit so a fresh field starts nearly transparent"""
     l1_weight: float = 8e-5
     """weight of the L1 sparsity loss on the density factors"""
     tv_density: float = 0.0
@@ -92,12 +100,6 @@ class TensoRFVMConfig:
     """Adam learning rate of the factors"""
     lr_network: float = 1e-3
     """Adam learning rate of the basis matrix and the shader"""
-    rank_init: float = 0.25
-    """fraction of the components active at the start (1: no rank growth)"""
-    rank_full_at: float = 0.5
-    """training progress by which every component is active"""
-    rank_stages: int = 4
-    """equal rank increments between the start and rank_full_at"""
 
 
 @dataclass
@@ -123,16 +125,16 @@ class _TensoRF(ComponentField):
     def __init__(self, config: TensoRFVMConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
         if config.density_rank < 1 or config.app_rank < 1:
-            raise ValueError(f"ranks must be >= 1, got density {config.density_rank}, app {config.app_rank}")
+            raise UserError(f"ranks must be >= 1, got density {config.density_rank}, app {config.app_rank}")
         self.register_buffer("region", torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]))  # in normalize() coords
-        self.register_buffer("stage", torch.tensor(0))  # schedule events applied
-        kd = active_rank(config.density_rank, 0.0, config.rank_init, config.rank_full_at, config.rank_stages)
-        self._set_active(kd)
+        self.register_buffer("stage", torch.tensor(0))  # schedule events applied (saved)...
+        self.stage_done = 0  # ...and read by every step without a device sync
+        self.grow_rank(0.0)
         res = self._grid_size(config.resolution_init**3, self.region)
         self.density_planes, self.density_lines = self._make_factors(config.density_rank, res)
         self.app_planes, self.app_lines = self._make_factors(config.app_rank, res)
         self.basis = torch.nn.Linear(self.n_pairs * config.app_rank, GEO_FEATURES, bias=False)
-        self.shader = FeatureShader(config.feature_pe, config.view_pe, config.hidden)
+        self.shader = FeatureShader(config)
         self.to(device)
 
     # ---- factors ------------------------------------------------------------------------------
@@ -211,12 +213,12 @@ class _TensoRF(ComponentField):
         c = self.config
         return sorted([(t, 0, "shrink") for t in c.shrink_at] + [(t, 1, "upsample") for t in c.upsample_at])
 
-    def update_schedule(self, progress: float, grid: Any) -> bool:
+    def update_schedule(self, progress: float, grid: Any, generator: torch.Generator | None = None) -> bool:
         c, changed = self.config, False
         events = self._events()
-        while int(self.stage) < len(events) and progress >= events[int(self.stage)][0]:
-            done = events[: int(self.stage)]
-            if events[int(self.stage)][2] == "shrink":
+        while self.stage_done < len(events) and progress >= events[self.stage_done][0]:
+            done = events[: self.stage_done]
+            if events[self.stage_done][2] == "shrink":
                 if grid is None:
                     break  # the grid is not trained yet: shrink (and what follows) waits for it
                 self._shrink(grid)
@@ -225,11 +227,15 @@ class _TensoRF(ComponentField):
                 counts = torch.logspace(math.log10(c.resolution_init**3), math.log10(c.resolution_final**3),
                                         len(c.upsample_at) + 1)
                 self._resample_all(self.region.clone(), self._grid_size(float(counts[n_up + 1]), self.region))
-            self.stage += 1
+            self.stage_done += 1
+            self.stage.fill_(self.stage_done)
             changed = True
-        kd = active_rank(c.density_rank, progress, c.rank_init, c.rank_full_at, c.rank_stages)
-        self._set_active(kd)
+        self.grow_rank(progress)
         return changed
+
+    def sync_host_state(self) -> None:
+        super().sync_host_state()
+        self.stage_done = int(self.stage)
 
     def resolution(self) -> list[int]:
         """Current voxels per axis (x, y, z)."""

@@ -16,13 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .base import Field
-from .encodings import DensityColorHead
+from .encodings import DensityColorHead, HeadConfig
 from .factors import PLANE_AXES, sample_plane, total_variation
 
 
 @dataclass
-class TriplaneConfig:
+class TriplaneConfig(HeadConfig):
     base_resolution: int = 32
     """texels per side of the coarsest planes"""
     scales: tuple[int, ...] = (1, 2, 4, 8)
@@ -31,16 +33,6 @@ class TriplaneConfig:
     """features per plane texel"""
     init_range: tuple[float, float] = (0.1, 0.5)
     """planes start uniform in this range (positive, for the multiplicative fusion)"""
-    hidden: int = 64
-    """width of the density MLP's hidden layer"""
-    color_hidden: int = 64
-    """width of the colour MLP's hidden layers"""
-    color_layers: int = 2
-    """hidden layers of the colour MLP"""
-    sh_degree: int = 4
-    """spherical-harmonics degree of the view-direction encoding"""
-    density_bias: float = -1.0
-    """added to the density logit so a fresh field starts nearly transparent"""
     tv_weight: float = 1e-4
     """weight of plane total variation (K-Planes' plane TV)"""
     lr_planes: float = 1e-2
@@ -56,7 +48,7 @@ class TriplaneField(Field):
     def __init__(self, config: TriplaneConfig, aabb, device: torch.device | str = "cpu", cascades: int = 1):
         super().__init__(config, aabb, cascades)
         if not config.scales or min(config.scales) < 1 or config.base_resolution < 2:
-            raise ValueError(f"triplane needs scales >= 1 and base_resolution >= 2, got {config.scales}, "
+            raise UserError(f"triplane needs scales >= 1 and base_resolution >= 2, got {config.scales}, "
                              f"{config.base_resolution}")
         lo, hi = config.init_range
         self.planes = torch.nn.ParameterList()
@@ -64,8 +56,7 @@ class TriplaneField(Field):
             r = config.base_resolution * scale
             for _ in PLANE_AXES:
                 self.planes.append(torch.nn.Parameter(torch.empty(r, r, config.features).uniform_(lo, hi)))
-        self.head = DensityColorHead(config.features * len(config.scales), config.hidden, config.color_hidden,
-                                     config.color_layers, config.sh_degree, config.density_bias)
+        self.head = DensityColorHead(config.features * len(config.scales), config)
         self.to(device)
 
     def encode(self, x: Tensor) -> Tensor:

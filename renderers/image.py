@@ -18,6 +18,12 @@ def render_rays(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_f
     return render(samples, rays_o, rays_d, rgb_sigma_fn, background=background, t_thresh=t_thresh)
 
 
+def expected_depth(depth: Tensor, opacity: Tensor) -> Tensor:
+    """Where a ray stops, given that it stops: the rendered depth (sum_i w_i t_i, any shape [...])
+    over the opacity (sum_i w_i); t along unit rays, so world units from the ray's origin."""
+    return depth / opacity.clamp(min=1e-6)
+
+
 @torch.no_grad()
 def render_image(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn | Deferred, *,
                  step_size: float, chunk: int = 8192, **kwargs) -> dict[str, Tensor]:

@@ -58,6 +58,6 @@ def march(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, *, step_size: flo
     t_min = t_near.clamp(min=near)
     t_max = t_far.clamp(max=far)
     packed_info, ray_indices, t_starts, t_ends = ops.march_rays(
-        rays_o, rays_d, t_min, t_max, grid.bitfield, grid.aabb, grid.resolution, grid.levels, step_size,
+        rays_o, rays_d, t_min, t_max, grid.bitfield, grid.box, grid.resolution, grid.levels, step_size,
         max_step_size, cone_angle, max_samples)
     return RaySamples(packed_info, ray_indices, t_starts, t_ends)

@@ -16,6 +16,8 @@ import torch
 from skimage import measure
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .occupancy import OccupancyGrid
 
 
@@ -43,7 +45,7 @@ def lattice_for(bounds: Tensor, resolution: int) -> tuple[np.ndarray, float, tup
     """(origin [3], spacing, points per axis) of a lattice with `resolution` points along the
     longest side of `bounds` [6] and the same spacing on the others."""
     if resolution < 2:
-        raise ValueError(f"resolution must be >= 2, got {resolution}")
+        raise UserError(f"resolution must be >= 2, got {resolution}")
     lo, hi = bounds[:3].double().cpu().numpy(), bounds[3:].double().cpu().numpy()
     spacing = float((hi - lo).max()) / (resolution - 1)
     counts = tuple(int(max(2, math.ceil((h - l) / spacing) + 1)) for l, h in zip(lo, hi))
@@ -83,7 +85,7 @@ def check_level(volume: DensityVolume, level: float) -> None:
     """A surface needs a level strictly inside the sampled density range."""
     lo, hi = float(volume.values.min()), float(volume.values.max())
     if not lo < level < hi:
-        raise ValueError(f"level {level:g} is outside the sampled density range [{lo:g}, {hi:g}]: no surface "
+        raise UserError(f"level {level:g} is outside the sampled density range [{lo:g}, {hi:g}]: no surface "
                          f"crosses it; choose a level inside the range (--level)")
 
 

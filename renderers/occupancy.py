@@ -4,9 +4,11 @@ Cascade c covers the base box scaled by 2^c about its centre, each at `resolutio
 one grid serves bounded scenes (levels=1) and unbounded ones (levels > 1, coarser far away).
 Each cell keeps a running opacity estimate `occs` (sigma * step_size, an alpha proxy); the
 packed bitfield that the marcher reads marks cells whose estimate exceeds
-min(mean estimate, threshold). A negative estimate marks a cell excluded for good (Instant-NGP
-marks cells no camera sees this way; onefield also marks cells outside the visual hull of the
-training masks, see `carving.py`): updates never probe it and it never becomes occupied again.
+min(threshold, mean estimate of the cells not excluded). A negative estimate marks a cell
+excluded for good (Instant-NGP marks cells no camera sees this way; onefield also marks cells
+outside the visual hull of the training masks, see `carving.py`): updates never probe it, it
+never becomes occupied again, and it does not count towards the mean, so carving away empty
+space does not lower the threshold.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,7 +16,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from onefield.cuda_ext import ops
+from onefield.cuda_ext import ops, reference
+from onefield.cuda_ext.geometry import MAX_CASCADES, box_center_half, cascade_box
+from onefield.errors import UserError
 
 SigmaFn = Callable[[Tensor], Tensor]  # x [K, 3] -> sigma [K]
 
@@ -22,26 +26,32 @@ SigmaFn = Callable[[Tensor], Tensor]  # x [K, 3] -> sigma [K]
 def _as_aabb(aabb: Sequence[float] | Tensor) -> Tensor:
     box = torch.as_tensor(aabb, dtype=torch.float32).flatten()
     if box.numel() != 6 or not bool(torch.isfinite(box).all()) or not bool((box[3:] > box[:3]).all()):
-        raise ValueError(f"aabb must be 6 finite numbers (min xyz, max xyz) with max > min, got {box.tolist()}")
+        raise UserError(f"aabb must be 6 finite numbers (min xyz, max xyz) with max > min, got {box.tolist()}")
     return box
 
 
 class OccupancyGrid(torch.nn.Module):
     """A `levels` x `resolution`^3 bitfield over `aabb`, kept as buffers so it moves with `.to()`
-    and is saved in `state_dict()`. A new grid marks every cell occupied."""
+    and is saved in `state_dict()`. A new grid marks every cell occupied. `box` holds the base box
+    as Python floats too, for the marcher (set with the buffer, here and on `load_state_dict`)."""
 
     def __init__(self, aabb: Sequence[float] | Tensor, resolution: int = 128, levels: int = 1):
         super().__init__()
         if not 1 <= resolution <= 1024:
-            raise ValueError(f"resolution must be in [1, 1024], got {resolution}")
-        if not 1 <= levels <= 16:
-            raise ValueError(f"levels must be in [1, 16], got {levels}")
+            raise UserError(f"resolution must be in [1, 1024], got {resolution}")
+        if not 1 <= levels <= MAX_CASCADES:
+            raise UserError(f"levels must be in [1, {MAX_CASCADES}], got {levels}")
         self.resolution = int(resolution)
         self.levels = int(levels)
         n_cells = self.levels * self.resolution**3
         self.register_buffer("aabb", _as_aabb(aabb))
+        self.box = tuple(self.aabb.tolist())
         self.register_buffer("occs", torch.zeros(n_cells))
         self.register_buffer("bitfield", torch.full(((n_cells + 7) // 8,), 255, dtype=torch.uint8))
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.box = tuple(self.aabb.tolist())
 
     @property
     def n_cells(self) -> int:
@@ -49,9 +59,7 @@ class OccupancyGrid(torch.nn.Module):
 
     def outer_aabb(self) -> Tensor:
         """The box of the coarsest cascade, [6]."""
-        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
-        half = half * float(1 << (self.levels - 1))
-        return torch.cat([center - half, center + half])
+        return cascade_box(self.aabb, self.levels - 1)
 
     def binary(self) -> Tensor:
         """Unpacked occupancy, bool [levels, R, R, R] indexed [cascade, x, y, z]."""
@@ -88,24 +96,18 @@ class OccupancyGrid(torch.nn.Module):
         rem = indices % r**3
         ijk = torch.stack([rem // (r * r), (rem // r) % r, rem % r], -1).float()  # [K, 3]
         u = (ijk + jitter) / r * 2.0 - 1.0  # [-1, 1] inside the cascade box
-        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
+        center, half = box_center_half(self.aabb)
         scale = (torch.ones_like(cascade) << cascade).float()[:, None]
         return center + u * half * scale
 
     def occupied_at(self, x: Tensor, occupancy: Tensor | None = None) -> Tensor:
         """bool [N]: whether the finest cell holding each world point x [N, 3] is occupied (False
-        outside the outermost cascade). `occupancy`: `binary()` unpacked once by a caller that asks
-        many times."""
-        center, half = (self.aabb[:3] + self.aabb[3:]) * 0.5, (self.aabb[3:] - self.aabb[:3]) * 0.5
-        u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
-        extent = u.abs().amax(-1).clamp(min=1e-12)
-        cascade = torch.ceil(torch.log2(extent)).clamp(min=0).long()  # [N], 0 inside the base box
-        inside = cascade < self.levels
-        cascade = cascade.clamp(max=self.levels - 1)
-        r = self.resolution
-        ijk = ((u / (1 << cascade)[:, None].float() * 0.5 + 0.5) * r).long().clamp(0, r - 1)  # [N, 3]
+        outside the outermost cascade), found exactly as the marcher finds a sample's cell (the
+        kernel's twin, in float32), so the two agree on cell faces too. `occupancy`: `binary()`
+        unpacked once by a caller that asks many times."""
+        cell, inside = reference.grid_cells(x, self.box, self.resolution, self.levels)
         occupancy = self.binary() if occupancy is None else occupancy
-        return occupancy[cascade, ijk[:, 0], ijk[:, 1], ijk[:, 2]] & inside
+        return occupancy.flatten()[cell] & inside
 
     def occupied_bounds(self) -> Tensor | None:
         """World box [6] around the occupied cells of the base cascade (None when none is occupied)."""
@@ -122,8 +124,10 @@ class OccupancyGrid(torch.nn.Module):
         """Refresh the estimates from `sigma_fn` and rebuild the bitfield.
 
         n_cells=None evaluates every cell (use it while the field warms up); otherwise n_cells
-        uniformly random cells plus as many random occupied ones, as Instant-NGP does. Each cell is
-        probed at one jittered point; its value is sigma * step_size. Cells not probed decay.
+        uniformly random cells plus as many random occupied ones, as Instant-NGP does, or every
+        occupied cell once when there are fewer (nerfacc; after carving, drawing n_cells times
+        among a few occupied cells would probe each of them many times over). Each cell is probed at
+        one jittered point; its value is sigma * step_size. Cells not probed decay.
         """
         device = self.occs.device
         excluded = self.occs < 0  # [n_cells]
@@ -132,9 +136,9 @@ class OccupancyGrid(torch.nn.Module):
         else:
             uniform = torch.randint(0, self.n_cells, (n_cells,), device=device, generator=generator)
             occupied = torch.nonzero(self.binary().flatten()).flatten()
-            if occupied.numel() > 0:
-                pick = torch.randint(0, occupied.numel(), (n_cells,), device=device, generator=generator)
-                uniform = torch.cat([uniform, occupied[pick]])
+            if occupied.numel() > n_cells:
+                occupied = occupied[torch.randint(0, occupied.numel(), (n_cells,), device=device, generator=generator)]
+            uniform = torch.cat([uniform, occupied])
             indices = uniform[~excluded[uniform]]
         jitter = torch.rand(indices.numel(), 3, device=device, generator=generator)
         values = torch.empty(indices.numel(), device=device)
@@ -147,4 +151,10 @@ class OccupancyGrid(torch.nn.Module):
         values = torch.nan_to_num(values, nan=0.0, posinf=1e6).clamp_(min=0.0)
         ops.grid_ema_update_(self.occs, indices, values, decay)
         self.occs.masked_fill_(excluded, -1.0)  # the decay moved them towards 0
-        self.bitfield = ops.grid_pack_bits(self.occs, min(float(self.occs.clamp(min=0.0).mean()), threshold))
+        self.bitfield = ops.grid_pack_bits(self.occs, min(self._mean_estimate(excluded), threshold))
+
+    def _mean_estimate(self, excluded: Tensor) -> float:
+        """Mean estimate over the cells not `excluded` [n_cells] (0 when all are): excluded cells say
+        nothing about the field's density scale, so carving does not drag the threshold down."""
+        live = (~excluded).sum().clamp(min=1)
+        return float(self.occs.masked_fill(excluded, 0.0).sum() / live)

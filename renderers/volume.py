@@ -30,7 +30,8 @@ class Deferred:
         with torch.no_grad():
             weights = ops.volume_render(sigmas.detach(), sigmas.new_zeros(sigmas.shape[0], 3), samples.t_starts,
                                         samples.t_ends, samples.packed_info, t_thresh)[0]
-        shown = (weights > self.weight_thresh).nonzero().squeeze(1)  # [K]
+        # [K]; a device sync, unavoidable: K sizes the colour batch
+        shown = (weights > self.weight_thresh).nonzero().squeeze(1)
         rgbs = x.new_zeros(x.shape[0], 3)
         if shown.numel():
             rgbs = rgbs.index_put((shown,), self.rgb_fn(x[shown], d[shown]))

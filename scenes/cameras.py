@@ -1,6 +1,7 @@
-"""Pinhole cameras in the one internal convention (OpenCV: x right, y down, z forward, like
-COLMAP) and the one function that turns pixels into rays; training, evaluation, rendering and the
-GUI all use it, so a convention bug cannot hide in one of them."""
+"""Cameras (pinholes, optionally with OpenCV lens distortion) in the one internal convention
+(OpenCV: x right, y down, z forward, like COLMAP), the one function that turns pixels into rays
+and its inverse, `project`; training, evaluation, rendering, export and the GUI all use them, so a
+convention or lens bug cannot hide in one of them."""
 
 import dataclasses
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ def undistort(xd: Tensor, yd: Tensor, coeffs: Tensor, iterations: int = 20) -> t
         x, y = ((xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) / radial,
                 (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) / radial)
     return x, y
+
+
+def fold_radius2(coeffs: Tensor) -> Tensor:  # coeffs [..., 4]
+    """[...] squared normalized radius up to which `distort` grows with the radius; inf where it never
+    stops. Beyond it the radial polynomial folds back (k1 < 0 without a large enough k2), so a point
+    outside the lens's view would land inside the image: no pixel of the camera sees it."""
+    k1, k2 = coeffs[..., 0], coeffs[..., 1]
+    # d(r * radial)/dr = 1 + 3 k1 s + 5 k2 s^2 with s = r^2; its roots as s = 2 / (-b +- sqrt(b^2 - 4a))
+    a, b = 5 * k2, 3 * k1
+    disc = b * b - 4 * a
+    root = disc.clamp(min=0).sqrt()
+    s = torch.stack([2 / (-b - root), 2 / (-b + root)], -1)  # [..., 2]; a = 0 gives one root and inf
+    s = torch.where((s > 0) & (disc >= 0)[..., None], s, torch.full_like(s, float("inf")))
+    return s.min(-1).values
 
 
 @dataclass
@@ -87,6 +102,16 @@ class Cameras:
     def device(self) -> torch.device:
         return self.c2w.device
 
+    @property
+    def distorted(self) -> bool:
+        """Whether any camera's lens bends rays (non-zero k1, k2, p1 or p2)."""
+        return self.distortion is not None and bool(self.distortion.any())
+
+    def pinhole(self) -> "Cameras":
+        """The same cameras as ideal pinholes: pose and intrinsics kept, distortion dropped (for
+        consumers that only know K, e.g. open3d's TSDF integration, fed views rendered through it)."""
+        return dataclasses.replace(self, distortion=None)
+
     def to(self, device: torch.device | str) -> "Cameras":
         return dataclasses.replace(self, **{k: getattr(self, k).to(device) for k in _TENSORS
                                             if getattr(self, k) is not None})
@@ -120,15 +145,21 @@ class Cameras:
 
     def project(self, points: Tensor, index: int) -> tuple[Tensor, Tensor]:
         """Where camera `index` sees world `points` [K, 3]: pixel coordinates [K, 2] (the centre of
-        pixel (0, 0) at (0.5, 0.5), as in `rays`) and depth along the optical axis [K] (<= 0 behind)."""
+        pixel (0, 0) at (0.5, 0.5), as in `rays`: `floor` gives the pixel) and depth along the optical
+        axis [K] (<= 0 behind). The inverse of `rays`, lens included; points beyond the radius where
+        the distortion folds back (`fold_radius2`) are seen by no pixel and get uv (-1, -1)."""
         c2w = self.c2w[index]
         cam = (points - c2w[:, 3]) @ c2w[:, :3]  # [K, 3], world -> camera is the transposed rotation
         z = cam[:, 2]
         safe = torch.where(z.abs() > 1e-9, z, torch.full_like(z, 1e-9))
         x, y = cam[:, 0] / safe, cam[:, 1] / safe
         if self.distortion is not None:
-            x, y = distort(x, y, self.distortion[index].expand(x.shape[0], 4))
+            coeffs = self.distortion[index]  # [4]
+            in_lens = x * x + y * y < fold_radius2(coeffs)
+            x, y = distort(x, y, coeffs.expand(x.shape[0], 4))
         uv = torch.stack([x * self.fx[index] + self.cx[index], y * self.fy[index] + self.cy[index]], -1)
+        if self.distortion is not None:
+            uv = torch.where(in_lens[:, None], uv, torch.full_like(uv, -1.0))
         return uv, z
 
     def image_rays(self, index: int) -> Rays:

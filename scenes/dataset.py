@@ -8,10 +8,12 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .cameras import Cameras
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Bad input data. The message names the file and says how to fix it."""
 
 

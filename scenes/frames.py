@@ -1,5 +1,5 @@
-"""Shared by the transforms-file readers (Blender, instant-ngp, nerfstudio) and LLFF: images as
-premultiplied RGBA with a downscaled cache, listed frames that may be missing, OpenGL poses."""
+"""Shared by the readers: images as premultiplied RGBA (optionally cut out by mask images) with a
+downscaled cache; for the transforms files, listed frames that may be missing and OpenGL poses."""
 
 import json
 import warnings
@@ -30,6 +30,22 @@ def load_rgba(path: Path) -> np.ndarray:
                            "PNG/JPEG, or remove its frame from the transforms file.") from error
     rgba[..., :3] *= rgba[..., 3:]
     return np.round(rgba * 255.0).astype(np.uint8)
+
+
+def load_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W] coverage (white = object) of a mask image for an image of size (width, height)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mask = np.asarray(im.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DatasetError(f"{path}: cannot read this mask ({error}). Replace it with a valid PNG (white = object, "
+                           f"black = background), or remove the {path.parent.name}/ folder to train on the full "
+                           "images.") from error
+    if (mask.shape[1], mask.shape[0]) != size:
+        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[0]}x{size[1]}; "
+                           "save each mask at the size of its image.")
+    return mask
 
 
 def downscale_rgba(images: Tensor, width: int, height: int) -> Tensor:
@@ -80,8 +96,13 @@ def frame_pose(path: Path, i: int, frame: object) -> Tensor:
         m = torch.tensor(frame["transform_matrix"], dtype=torch.float64)  # type: ignore[index]
     except (KeyError, TypeError, ValueError) as error:
         raise DatasetError(f"{path}: frame {i} has no valid 4x4 'transform_matrix' ({error}).") from error
-    if m.shape != (4, 4) or not bool(torch.isfinite(m).all()):
-        raise DatasetError(f"{path}: frame {i} 'transform_matrix' must be a finite 4x4 matrix, got {list(m.shape)}.")
+    if m.shape != (4, 4):
+        shape = "x".join(map(str, m.shape)) or "a number"
+        raise DatasetError(f"{path}: frame {i} 'transform_matrix' must be a 4x4 matrix, got {shape}; "
+                           "fix or remove that frame.")
+    if not bool(torch.isfinite(m).all()):
+        raise DatasetError(f"{path}: frame {i} 'transform_matrix' has non-finite values (NaN/inf); "
+                           "fix or remove that frame.")
     return (m[:3, :4] * torch.cat([OPENGL_TO_OPENCV, torch.ones(1)]).double()).float()
 
 
@@ -108,13 +129,20 @@ def present_frames(json_path: Path, root: Path, frames: list) -> tuple[list[int]
     return kept, paths
 
 
-def load_images(json_path: Path, paths: list[Path], downscale: float, use_cache: bool) -> Tensor:
-    cached = cache_dir() / f"{cache_key('blender-v1', downscale, files=[json_path, *paths])}.npy"
+def load_images(json_path: Path, paths: list[Path], downscale: float, use_cache: bool,
+                masks: list[Path] | None = None) -> Tensor:
+    """uint8 [N, H, W, 4] premultiplied RGBA of `paths` (one size), each multiplied by its mask
+    when `masks` are given: the mask becomes alpha, and colour stays premultiplied."""
+    cached = cache_dir() / f"{cache_key('blender-v1', downscale, files=[json_path, *paths, *(masks or [])])}.npy"
     if use_cache and cached.is_file():
         return torch.from_numpy(np.load(cached, allow_pickle=False))
     images = []
-    for path in paths:
-        rgba = torch.from_numpy(load_rgba(path))
+    for i, path in enumerate(paths):
+        rgba = load_rgba(path)
+        if masks is not None:
+            coverage = load_mask(masks[i], (rgba.shape[1], rgba.shape[0])).astype(np.float32) / 255.0
+            rgba = np.round(rgba * coverage[..., None]).astype(np.uint8)
+        rgba = torch.from_numpy(rgba)
         if images and rgba.shape != images[0].shape:
             raise DatasetError(f"{path}: image is {rgba.shape[1]}x{rgba.shape[0]} but {paths[0].name} is "
                                f"{images[0].shape[1]}x{images[0].shape[0]}; all images of a split must share one size.")

@@ -85,12 +85,12 @@ def read_llff(root: str | Path, factor: int = 8, downscale: float = 1.0, use_cac
 
 def _frustum_box(cameras: Cameras, near: float, far: float) -> tuple[float, ...]:
     """Axis-aligned box around every camera's view frustum between depths near and far."""
-    w, h = cameras.width, cameras.height
-    corners = torch.tensor([[0, 0], [w, 0], [0, h], [w, h]], dtype=torch.float32)  # [4, 2]
-    x = (corners[None, :, 0] - cameras.cx[:, None]) / cameras.fx[:, None]  # [N, 4]
-    y = (corners[None, :, 1] - cameras.cy[:, None]) / cameras.fy[:, None]
-    d_cam = torch.stack([x, y, torch.ones_like(x)], -1)  # [N, 4, 3] at unit depth
-    points = torch.cat([d_cam * near, d_cam * far], 1)  # [N, 8, 3]
-    world = torch.einsum("nij,nkj->nki", cameras.c2w[:, :, :3], points) + cameras.c2w[:, None, :, 3]
-    flat = world.reshape(-1, 3)
+    n, w, h = len(cameras), cameras.width, cameras.height
+    # the rays through the image corners (pixel centres sit at +0.5, so the corners are at -0.5 and size - 0.5)
+    u = torch.tensor([-0.5, w - 0.5, -0.5, w - 0.5]).repeat(n)
+    v = torch.tensor([-0.5, -0.5, h - 0.5, h - 0.5]).repeat(n)
+    rays = cameras.rays(torch.arange(n).repeat_interleave(4), u, v)
+    forward = cameras.c2w[:, :, 2].repeat_interleave(4, 0)  # [4N, 3] optical axes
+    per_depth = rays.directions / (rays.directions * forward).sum(-1, keepdim=True)  # [4N, 3] to unit z-depth
+    flat = torch.cat([rays.origins + per_depth * near, rays.origins + per_depth * far])
     return tuple(flat.min(0).values.tolist() + flat.max(0).values.tolist())  # type: ignore[return-value]

@@ -3,8 +3,10 @@
 import re
 from pathlib import Path
 
+from onefield.errors import UserError
+
 from .blender import read_blender
-from .calibrated import read_dtu, read_strecha
+from .calibrated import camera_file, read_dtu, read_strecha
 from .colmap_scene import find_model, read_colmap_scene
 from .dataset import DatasetError, PosedImages
 from .llff import read_llff
@@ -21,7 +23,7 @@ def detect_format(path: Path) -> str:
         return "transforms"
     if (path / "poses_bounds.npy").is_file():
         return "llff"
-    if (path / "cameras.npz").is_file():
+    if camera_file(path) is not None:
         return "dtu"
     if (path / "gt_dense_cameras").is_dir():
         return "strecha"
@@ -35,8 +37,9 @@ def detect_format(path: Path) -> str:
         raise DatasetError(f"{path}: no such folder.")
     raise DatasetError(f"{path}: no known dataset here. onefield reads a Blender/NeRF-Synthetic folder "
                        "(transforms_train.json), an instant-ngp/nerfstudio transforms.json, an LLFF folder "
-                       "(poses_bounds.npy + images_*), a COLMAP project (sparse/0 + images), a DTU/IDR scan "
-                       "(cameras.npz + image/) or a Strecha set (gt_dense_cameras/ + images/).")
+                       "(poses_bounds.npy + images_*), a COLMAP project (sparse/0 + images), a DTU scan "
+                       "(IDR/NeuS: cameras.npz or cameras_sphere.npz + image/ [+ mask/]; MonoSDF: cameras.npz + "
+                       "000000_rgb.png, ...) or a Strecha set (gt_dense_cameras/ + images/).")
 
 
 def _llff_factor(path: Path, downscale: float) -> int:
@@ -58,7 +61,7 @@ def load_scene(path: str | Path, format: str = "auto", downscale: float = 1.0,
     name, 'every8', or 'none'."""
     path = Path(path)
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        raise UserError(f"format must be one of {FORMATS}, got {format!r}")
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "blender":
         train = read_blender(path, "train", downscale)
@@ -77,11 +80,14 @@ def load_scene(path: str | Path, format: str = "auto", downscale: float = 1.0,
     elif fmt == "strecha":
         views = read_strecha(path, downscale=downscale)
     else:
+        if not (path / "poses_bounds.npy").is_file():
+            raise DatasetError(f"{path}: no poses_bounds.npy, so not an LLFF folder (--format llff); "
+                               "pass the folder that holds it, or --format auto")
         factor = _llff_factor(path, downscale)
         views = read_llff(path, factor, downscale / factor)
     if eval_split == "none":
         return views, None, None
     if eval_split not in ("auto", f"every{HOLD_EVERY}"):
-        raise ValueError(f"{fmt} data has no named splits; eval_split must be 'auto', 'every{HOLD_EVERY}' or 'none'")
+        raise UserError(f"{fmt} data has no named splits; eval_split must be 'auto', 'every{HOLD_EVERY}' or 'none'")
     train, held_out = views.split_every(HOLD_EVERY)
     return train, held_out, f"every {HOLD_EVERY}th view"

@@ -16,9 +16,11 @@ import numpy as np
 import trimesh
 from PIL import Image
 
+from onefield.errors import UserError
+
 from .blender import write_blender
 from .raycast import raycast_rgba
-from .shapes import orbit_cameras, sphere_views
+from .shapes import check_views, orbit_cameras, sphere_views
 
 MESH_AABB = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
 GT_MESH = "mesh.ply"
@@ -40,13 +42,13 @@ def load_mesh(path: str | Path) -> trimesh.Trimesh:
     """A triangle mesh with its texture or colours, as stored (no vertex merging, so UVs survive)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such mesh file")
+        raise UserError(f"{path}: no such mesh file")
     try:
         mesh = trimesh.load(path, process=False, force="mesh")
     except Exception as error:  # trimesh raises many types for unreadable files
-        raise ValueError(f"{path}: not a readable mesh ({error}); use an OBJ, PLY, STL, GLB or OFF file") from error
+        raise UserError(f"{path}: not a readable mesh ({error}); use an OBJ, PLY, STL, GLB or OFF file") from error
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ValueError(f"{path}: the file holds no triangles")
+        raise UserError(f"{path}: the file holds no triangles")
     return mesh
 
 
@@ -54,7 +56,7 @@ def normalise(mesh: trimesh.Trimesh, up: str = "y", extent: float = 0.9) -> trim
     """The mesh rotated so that its `up` axis becomes +z (the cameras orbit about z), centred and
     scaled so its bounding box fits in [-extent, extent]^3."""
     if up not in UP_AXES:
-        raise ValueError(f"up must be one of {UP_AXES}, got {up!r}")
+        raise UserError(f"up must be one of {UP_AXES}, got {up!r}")
     mesh = mesh.copy()
     if up != "z":
         rotation = {"y": trimesh.transformations.rotation_matrix(math.pi / 2, [1, 0, 0]),
@@ -71,11 +73,11 @@ def _texture(mesh: trimesh.Trimesh, texture: str | Path | None) -> np.ndarray | 
     uv = getattr(mesh.visual, "uv", None)
     if uv is None:
         if texture is not None:
-            raise ValueError("a texture was given but the mesh has no UV coordinates")
+            raise UserError("a texture was given but the mesh has no UV coordinates")
         return None
     if texture is not None:
         if not Path(texture).is_file():
-            raise FileNotFoundError(f"{texture}: no such texture image")
+            raise UserError(f"{texture}: no such texture image")
         image = Image.open(texture)
     else:
         image = getattr(getattr(mesh.visual, "material", None), "image", None)
@@ -135,6 +137,7 @@ def make_mesh_scene(mesh_path: str | Path, root: str | Path, texture: str | Path
     views, RGBA on a transparent background) and write the normalised mesh to root/mesh.ply."""
     import open3d as o3d
 
+    check_views(n_train, n_test, size)
     mesh = normalise(load_mesh(mesh_path), up)
     image = _texture(mesh, texture)
     scene = o3d.t.geometry.RaycastingScene()

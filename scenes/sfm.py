@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from onefield.errors import UserError
+
 from .colmap import ColmapModel, read_model
 from .colmap_scene import colmap_intrinsics, normalize_scene
 from .dataset import DatasetError
@@ -144,9 +146,9 @@ def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str
     import pycolmap
 
     if camera_mode not in ("single", "per_image"):
-        raise ValueError(f"camera_mode must be auto, single or per_image, got {camera_mode!r}")
+        raise UserError(f"camera_mode must be auto, single or per_image, got {camera_mode!r}")
     if config.refine_principal_point not in ("auto", "yes", "no"):
-        raise ValueError(f"refine_principal_point must be auto, yes or no, got {config.refine_principal_point!r}")
+        raise UserError(f"refine_principal_point must be auto, yes or no, got {config.refine_principal_point!r}")
     n_images = sum(1 for _ in (out / "images").iterdir())
     quiet_level = pycolmap.logging.minloglevel
     if not config.verbose:
@@ -236,7 +238,7 @@ def process(source: str | Path, out: str | Path, config: ProcessConfig = Process
                            "overlapping photos (20-100 is typical).")
     matcher = config.matcher if config.matcher != "auto" else ("sequential" if is_video else "exhaustive")
     if matcher not in ("exhaustive", "sequential"):
-        raise ValueError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
+        raise UserError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
     model_dir = run_sfm(out, config, matcher == "sequential", camera_mode)
     model = read_model(model_dir)
     registered = sorted(im.name for im in model.images.values())

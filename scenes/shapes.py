@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from onefield.errors import UserError
+
 from .blender import write_blender
 from .cameras import Cameras
 from .rays import look_at
@@ -112,8 +114,18 @@ def ground_truth_mesh(path: Path) -> Path:
     return path
 
 
+def check_views(n_train: int, n_test: int, size: int) -> None:
+    """A rendered dataset needs views of both splits and images of at least 8 pixels a side."""
+    if n_train < 1 or n_test < 1:
+        raise UserError(f"the scene needs at least one training and one held-out view, got views {n_train} and "
+                        f"{n_test} (--views)")
+    if size < 8:
+        raise UserError(f"image size must be at least 8 pixels, got {size} (--size)")
+
+
 def make_shapes_scene(root: str | Path, n_train: int = 64, n_test: int = 16, size: int = 100) -> ShapesScene:
     """Write the demo scene under `root` (Blender layout: train and test splits, mesh.ply)."""
+    check_views(n_train, n_test, size)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     radius = 3.6

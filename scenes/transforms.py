@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from onefield.errors import UserError
+
 from .frames import frame_pose, image_size, load_images, present_frames, read_json
 from .cameras import Cameras
 from .dataset import DatasetError, PosedImages
@@ -87,7 +89,7 @@ def read_transforms(json_path: str | Path, downscale: float = 1.0, use_cache: bo
     if json_path.is_dir():
         json_path = json_path / "transforms.json"
     if downscale < 1:
-        raise ValueError(f"downscale must be >= 1, got {downscale}")
+        raise UserError(f"downscale must be >= 1, got {downscale}")
     meta = read_json(json_path, "instant-ngp / nerfstudio")
     root = json_path.parent
     kept, paths = present_frames(json_path, root, meta["frames"])

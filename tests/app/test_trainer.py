@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from onefield import fields
+from onefield.errors import UserError
 from onefield.app.checkpoint import load_checkpoint, save_checkpoint
 from onefield.app.fit import FitJob
 from onefield.app.runs import DataSpec, RunConfig, load_trained
@@ -140,8 +141,10 @@ def test_broken_run_folders_are_clear(tmp_path):
         RunConfig.load(tmp_path)
 
 
-def test_trainer_config_is_validated():
-    with pytest.raises(ValueError, match="loss must be"):
-        TrainerConfig(loss="l3")
-    with pytest.raises(ValueError, match="positive"):
-        TrainerConfig(minutes=0)
+def test_trainer_config_is_validated(shapes_scene):
+    with pytest.raises(UserError, match="loss must be"):
+        TrainerConfig(loss="l3").check()
+    with pytest.raises(UserError, match="positive"):
+        TrainerConfig(minutes=0).check()
+    with pytest.raises(UserError, match="positive"):
+        make_trainer(shapes_scene, steps=0)  # the trainer checks its config

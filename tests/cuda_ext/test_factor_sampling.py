@@ -99,11 +99,14 @@ def test_trivec_is_a_weighted_sum_of_cp_products(device):
     torch.testing.assert_close(out[0], expected)
 
 
-def test_trivec_bad_arguments_are_named():
+@pytest.mark.parametrize("kernels", ["", "torch"])
+def test_trivec_bad_arguments_are_named(monkeypatch, kernels):
     from onefield.cuda_ext import native
 
+    monkeypatch.setenv("ONEFIELD_KERNELS", kernels)
+    monkeypatch.setenv("ONEFIELD_DEBUG", "1")  # the id range is a value check: it reads ids on the host
     vectors, ids, local, weights = trivec_inputs()
-    with pytest.raises(RuntimeError, match="ids must be < the number of tensors"):
-        native.trivec_sample_forward(vectors, ids + 20, local, weights, 2)
+    with pytest.raises(ValueError, match="ids must be < the number of tensors"):
+        ops.trivec_sample(vectors, ids + 20, local, weights, 2)
     with pytest.raises(RuntimeError, match="local must be \\[N, S, 3\\]"):
         native.trivec_sample_forward(vectors, ids, local[:, :, :2].contiguous(), weights, 2)

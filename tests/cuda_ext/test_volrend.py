@@ -122,7 +122,10 @@ def test_saturated_ray_terminates_early(device):
     assert torch.all(s.grad[1:] == 0) and torch.all(rgb.grad[1:] == 0)
 
 
-def test_rejects_a_layout_that_is_not_packed(device):
+@pytest.mark.parametrize("kernels", ["", "torch"])
+def test_rejects_a_layout_that_is_not_packed_in_debug_mode(device, monkeypatch, kernels):
+    monkeypatch.setenv("ONEFIELD_KERNELS", kernels)
+    monkeypatch.setenv("ONEFIELD_DEBUG", "1")  # the layout is a value check: it syncs, so debug only
     s = torch.rand(6, device=device)
     rgb = torch.rand(6, 3, device=device)
     t0 = torch.arange(6.0, device=device) * 0.1

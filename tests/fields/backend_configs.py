@@ -9,7 +9,7 @@ SMALL = {
                    "upsample_at": (0.1, 0.2, 0.3), "shrink_at": (0.1,)},
     "strivec": {"scales": (4, 8), "vector_length": 8, "density_rank": 4, "app_rank": 12, "place_at": 0.1},
     "triplane": {"base_resolution": 16, "scales": (1, 2, 4), "features": 16},
-    "finr": {"hidden": 32},
+    "finr": {"axis_hidden": 32},
     "mlp": {"depth": 4, "width": 64, "skips": (2,), "position_freqs": 6, "color_width": 32, "lr": 2e-3},
 }
 

@@ -1,6 +1,8 @@
 """Every registered backend, through the same tests: CLI fit, learning a tiny scene, and a
 save/load round trip (including fields whose tensors grew during training)."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -85,8 +87,11 @@ def test_save_load_round_trip(name, shapes_scene, tmp_path):
         for a, b in zip(trained(x, d), model.eval()(x, d)):
             assert torch.equal(a, b)
     assert torch.equal(grid.bitfield, job.trainer.grid.bitfield)
-    if hasattr(trained, "resolution"):
-        assert model.resolution() == trained.resolution() != [32, 32, 32]  # the factors did grow
+    if hasattr(trained, "resolution"):  # shrunk to the object, then upsampled to resolution_final^3 voxels
+        final = SMALL[name]["resolution_final"]
+        assert model.resolution() == trained.resolution()
+        assert float(trained.region[3:].sub(trained.region[:3]).prod()) < 0.9  # the box shrank...
+        assert math.prod(trained.resolution()) > 0.8 * final**3  # ...and the factors grew
     if hasattr(trained, "n_tensors"):
         assert model.n_tensors() == trained.n_tensors() and trained.n_tensors()[1] > 0  # tensors were placed
 

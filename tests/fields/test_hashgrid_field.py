@@ -11,7 +11,7 @@ AABB = (-1.0, -2.0, -1.0, 1.0, 2.0, 3.0)
 SMALL = {"n_levels": 4, "log2_table_size": 10, "max_resolution": 64, "hidden": 16, "color_hidden": 16}
 
 
-def test_registry_builds_hashgrid_lazily_and_names_errors():
+def test_registry_builds_hashgrid_and_names_errors():
     assert "hashgrid" in fields.names()
     field = fields.build("hashgrid", AABB, SMALL)
     assert isinstance(field, HashGridField) and field.config == HashGridFieldConfig(**SMALL)
@@ -30,11 +30,17 @@ def test_outputs_shapes_ranges_and_box():
     d = torch.nn.functional.normalize(torch.randn(200, 3), dim=-1)
     sigma, rgb = field(x, d)
     assert sigma.shape == (200,) and rgb.shape == (200, 3)
-    assert bool((sigma > 0).all()) and bool(((rgb > 0) & (rgb < 1)).all())
     torch.testing.assert_close(field.density(x), sigma)
-    logit, feat = field.features(x)
+    torch.testing.assert_close(sigma, torch.exp(field.raw(x)[0]))
+    _, feat = field.features(x)
     assert feat.shape == (200, 15)
-    assert float(logit.min()) >= SIGMA_LOGIT_RANGE[0] and float(logit.max()) <= SIGMA_LOGIT_RANGE[1]
+    # features() clips the logit for distillation; the rendered density is not clipped (it would fog empty space)
+    for bias, bound in ((20.0, SIGMA_LOGIT_RANGE[1]), (-20.0, SIGMA_LOGIT_RANGE[0])):
+        extreme = fields.build("hashgrid", AABB, {**SMALL, "density_bias": bias})
+        raw_logit = extreme.raw(x)[0]
+        assert float((raw_logit - bound).abs().min()) > 5  # far outside the clip range...
+        assert torch.equal(extreme.features(x)[0], torch.full_like(raw_logit, bound))  # ...clipped to its edge
+        torch.testing.assert_close(extreme.density(x), torch.exp(raw_logit))  # and rendered unclipped
     outside = torch.tensor([[1.5, 0.0, 0.0], [0.0, -2.5, 0.0], [0.0, 0.0, 3.2]])
     assert field.density(outside).tolist() == [0.0, 0.0, 0.0]
     # colour depends on the view direction through the SH encoding

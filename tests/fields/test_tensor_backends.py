@@ -60,7 +60,7 @@ def test_schedule_upsamples_shrinks_and_grows_the_rank_on_time():
     field.update_schedule(0.3, grid)
     assert field.rank == 5  # half-way: 0.25 + 0.75 / 2 of 8 components
     field.update_schedule(0.6, grid)
-    assert field.rank == 8 and int(field.stage) == 4  # every event applied
+    assert field.rank == 8 and field.stage_done == int(field.stage) == 4  # every event applied
     # outside the cropped box the field is empty
     outside = torch.tensor([[-0.9, -0.9, -0.9]])
     with torch.no_grad():
@@ -141,7 +141,7 @@ def test_slimming_a_backend_without_ranks_is_refused(shapes_scene, tmp_path, cap
 
 @pytest.mark.parametrize("mode", ["cp", "tucker", "tt"])
 def test_finr_modes_match_a_dense_evaluation_of_their_factors(mode):
-    field = FINRField(FINRConfig(mode=mode, rank=6, features=5, hidden=16, evaluation="exact", rank_init=1.0), AABB)
+    field = FINRField(FINRConfig(mode=mode, rank=6, features=5, axis_hidden=16, evaluation="exact", rank_init=1.0), AABB)
     n = 5
     axis = torch.linspace(-1, 1, n)
     with torch.no_grad():
@@ -161,7 +161,7 @@ def test_finr_modes_match_a_dense_evaluation_of_their_factors(mode):
 
 @pytest.mark.parametrize("mode", ["cp", "tucker", "tt"])
 def test_finr_lattice_equals_exact_on_lattice_nodes(mode):
-    exact = FINRField(FINRConfig(mode=mode, rank=4, hidden=16, evaluation="exact", lattice_size=9), AABB)
+    exact = FINRField(FINRConfig(mode=mode, rank=4, axis_hidden=16, evaluation="exact", lattice_size=9), AABB)
     lattice = FINRField(replace(exact.config, evaluation="lattice"), AABB)
     lattice.load_state_dict(exact.state_dict())
     nodes = torch.linspace(-1, 1, 9)
@@ -177,15 +177,17 @@ def test_strivec_places_tensors_around_the_geometry():
     occupied = torch.zeros(32, 32, 32, dtype=torch.bool)
     occupied[12:20, 12:20, 12:20] = True  # a cube in the middle, a quarter of the box per side
     grid.bitfield = _pack(occupied)
-    x = (torch.rand(500, 3) - 0.5) * 0.4  # inside the cube
-    with torch.no_grad():
-        before = field.density(x)
-        assert not field.update_schedule(0.05, grid) and field.update_schedule(0.2, grid)
-        after = field.density(x)
+    old_index = field.lattice_index_0.clone()
+    old_vectors = [v.detach().clone() for v in (field.density_vectors[0], field.app_vectors[0])]
+    assert not field.update_schedule(0.05, grid) and field.update_schedule(0.2, grid)
     coarse, fine = field.n_tensors()
     assert coarse == 3**3 and fine == 5**3  # the corners of the 2^3 and 4^3 lattice cells holding the cube
-    # the kept coarse tensors keep their values; the new fine ones add a small contribution
-    assert float((after.log() - before.log()).abs().median()) < 0.5
+    # every kept coarse tensor is the trained one of its lattice point, value for value
+    new_index = field.lattice_index_0
+    kept = new_index >= 0
+    assert int(kept.sum()) == coarse and bool((old_index[kept] >= 0).all())
+    for before, after in zip(old_vectors, (field.density_vectors[0], field.app_vectors[0])):
+        assert torch.equal(after.detach()[:, new_index[kept]], before[:, old_index[kept]])
     far = torch.tensor([[-0.95, -0.95, -0.95], [0.9, -0.9, 0.9]])
     with torch.no_grad():
         assert float(field.density(far).max()) < 1e-6  # no tensor covers the empty corners any more

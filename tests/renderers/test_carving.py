@@ -3,7 +3,7 @@ import torch
 
 from onefield.renderers import OccupancyGrid
 from onefield.renderers.carving import carve, visual_hull
-from onefield.scenes import Cameras, sphere
+from onefield.scenes import Cameras, orbit_pose, sphere
 from onefield.scenes.shapes import orbit_cameras, sphere_views
 
 RADIUS = 0.5
@@ -54,6 +54,18 @@ def test_a_view_carves_only_cells_it_sees_whole_against_the_background():
     covered[inside] = alpha[0, px[inside, 1], px[inside, 0]] > 0
     assert alive[covered].all()
     assert not alive[inside & ~covered].all() and alive[~inside].all()  # outside the image: unknown, kept
+
+
+@pytest.mark.parametrize("cx,carved", [(24.0, True), (1.0, False), (47.0, False)])
+def test_a_view_carves_a_cell_only_when_its_whole_footprint_is_in_the_image(cx, carved):
+    """One cell (footprint ~7 px) seen against an empty background: carved when its footprint lies in
+    the image; kept when the centre projects inside but the footprint crosses the border, since
+    what the view does not see may be the object."""
+    grid = OccupancyGrid([-0.5, -0.5, -0.5, 0.5, 0.5, 0.5], resolution=1)
+    cams = Cameras(orbit_pose(30.0, 20.0, 3.0)[None], 24.0, 24.0, cx, 24.0, 48, 48)
+    uv, _ = cams.project(torch.zeros(1, 3), 0)
+    assert 0 <= uv[0, 0] < 48  # the centre is inside the image in every case
+    assert bool(visual_hull(grid, cams, torch.zeros(1, 48, 48))[0]) is not carved
 
 
 def test_carving_excludes_cells_for_good_and_updates_skip_them():

@@ -7,10 +7,11 @@ import pytest
 import torch
 import trimesh
 
-from onefield.renderers import OccupancyGrid, render_image
+from onefield.renderers import OccupancyGrid, render_image, render_rays
 from onefield.renderers.fusion import DepthView, FreeSpace, point_cloud, poisson_surface, tsdf_fusion
+from onefield.renderers.image import expected_depth
 from onefield.renderers.mesh import fill_hidden, lattice_for, marching_cubes, opacity_level, sample_density
-from onefield.scenes import sphere
+from onefield.scenes import Cameras, sphere
 from onefield.scenes.shapes import orbit_cameras, sphere_views
 
 BOX = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
@@ -91,19 +92,29 @@ def test_opacity_level_makes_one_step_half_opaque():
     assert 1 - math.exp(-level * 0.01) == pytest.approx(0.5)
 
 
+def test_expected_depth_is_where_a_ray_stops_given_that_it_stops():
+    """A central ray through a faint ball (density 2, diameter 1, entered at t0 = 2.5) stops at
+    t0 + 1/sigma - L e^(-sigma L) / (1 - e^(-sigma L)) on average, if it stops."""
+    scene = sphere(radius=0.5, density=2.0)
+    out = render_rays(torch.tensor([[0.0, 0.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]]), OccupancyGrid(BOX, 8),
+                      scene.rgb_sigma, step_size=1e-3, max_samples=4096)
+    expected = 2.5 + 0.5 - math.exp(-2.0) / (1 - math.exp(-2.0))
+    assert float(expected_depth(out.depth, out.opacity)) == pytest.approx(expected, abs=2e-3)
+
+
 def rendered_sphere_views(n: int = 24, size: int = 48) -> list[DepthView]:
     scene = sphere(radius=0.5, density=200.0)
     grid = trained_grid(scene.density)
     cameras = orbit_cameras(sphere_views(n, 3.0, min_elevation=-0.9), size, near=0.5, far=6.0)
-    views = []
-    for i in range(len(cameras)):
-        rays = cameras.image_rays(i)
-        out = render_image(rays.origins, rays.directions, grid, scene.rgb_sigma, step_size=STEP / 2)
-        k = np.array([[float(cameras.fx[i]), 0, float(cameras.cx[i])], [0, float(cameras.fy[i]), float(cameras.cy[i])],
-                      [0, 0, 1]])
-        views.append(DepthView.from_render(out["rgb"].view(size, size, 3).numpy(), out["depth"].view(size, size).numpy(),
-                                           out["opacity"].view(size, size).numpy(), k, cameras.c2w[i].numpy()))
-    return views
+    return [render_depth_view(cameras.subset([i]), grid, scene.rgb_sigma) for i in range(len(cameras))]
+
+
+def render_depth_view(camera: Cameras, grid: OccupancyGrid, rgb_sigma, step_size: float = STEP / 2) -> DepthView:
+    """A one-view `camera`'s image rays volume-rendered (as `app.export.depth_views` renders them)."""
+    rays = camera.image_rays(0)
+    out = render_image(rays.origins, rays.directions, grid, rgb_sigma, step_size=step_size)
+    shape = (camera.height, camera.width)
+    return DepthView.from_render(camera, out["rgb"].view(*shape, 3), out["depth"].view(shape), out["opacity"].view(shape))
 
 
 def test_depth_views_back_project_onto_the_sphere():

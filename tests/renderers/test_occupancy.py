@@ -42,9 +42,14 @@ def test_partial_updates_sample_random_and_occupied_cells():
         calls.append(x.shape[0])
         return scene.density(x)
 
+    n_occupied = int(grid.binary().sum())
+    assert 0 < n_occupied < 500
     grid.update(counting_density, step_size=0.01, n_cells=500, generator=torch.Generator().manual_seed(1))
-    assert sum(calls) == 1000  # 500 uniform + 500 drawn from occupied cells
+    assert sum(calls) == 500 + n_occupied  # 500 uniform + each of the fewer occupied cells once
     assert grid.occupied_fraction() == pytest.approx(before, abs=0.01)
+    calls.clear()
+    grid.update(counting_density, step_size=0.01, n_cells=20, generator=torch.Generator().manual_seed(1))
+    assert sum(calls) == 40  # more occupied cells than n_cells: n_cells drawn among them
 
 
 def test_cell_points_fall_inside_their_cells():
@@ -73,3 +78,34 @@ def test_nan_density_is_not_occupied():
     grid = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=4)
     grid.update(lambda x: torch.full((x.shape[0],), float("nan")), step_size=0.1)
     assert grid.occupied_fraction() == 0.0 and torch.isfinite(grid.occs).all()
+
+
+def test_excluded_cells_do_not_lower_the_threshold():
+    """The threshold is min(threshold, mean estimate of the cells not excluded): a grid with its far
+    half excluded prunes its near half exactly as the same grid without exclusion, whose far half
+    mirrors the near one (same mean)."""
+    res, step = 8, 0.01
+    values = torch.rand(res // 2, res, res, generator=torch.Generator().manual_seed(0)) * 0.02  # sigma * step
+
+    def mirrored(x):  # constant per cell, the same in cell i and its mirror res - 1 - i along x
+        ijk = ((x + 1.0) * 0.5 * res).floor().long().clamp(0, res - 1)
+        return values[torch.minimum(ijk[:, 0], res - 1 - ijk[:, 0]), ijk[:, 1], ijk[:, 2]] / step
+
+    far = torch.zeros(1, res, res, res, dtype=torch.bool)
+    far[0, res // 2:] = True
+    whole = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=res)
+    carved = OccupancyGrid([-1, -1, -1, 1, 1, 1], resolution=res).exclude_(far)
+    for grid in (whole, carved):
+        grid.update(mirrored, step_size=step, threshold=1.0)  # a high cap: the mean decides
+    near = whole.binary()[~far]
+    assert 0.3 < near.float().mean() < 0.7
+    assert torch.equal(carved.binary()[~far], near) and not carved.binary()[far].any()
+
+
+def test_the_host_copy_of_the_box_follows_load_state_dict():
+    """The marcher reads `box` (Python floats, no device read per step); loading a checkpoint that
+    holds another box updates it with the buffer."""
+    grid = OccupancyGrid([0, 0, 0, 1, 1, 1], resolution=4)
+    assert grid.box == (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+    grid.load_state_dict(OccupancyGrid([-2, -1, 0, 2, 3, 0.5], resolution=4).state_dict())
+    assert grid.box == (-2.0, -1.0, 0.0, 2.0, 3.0, 0.5) == tuple(grid.aabb.tolist())

@@ -1,6 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+import onefield.renderers
+from onefield.cuda_ext import ops
 from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image, render_rays
 from onefield.scenes import Cameras, orbit_pose, sphere
 
@@ -150,3 +155,68 @@ def test_deferred_shading_matches_one_pass_and_shades_only_what_shows(device):
     assert (deferred.rgb - whole.rgb).abs().max() > 1e-5  # the fog was skipped, not shaded
     deferred.rgb.sum().backward()
     assert scale.grad is not None and torch.all(scale.grad.abs() > 0)
+
+
+# Python calls that read a tensor's value on the host: each is a device sync on a GPU.
+HOST_READS = ("item", "tolist", "__int__", "__float__", "__bool__", "__index__")
+CHECKED = tuple(str(Path(m.__file__).parent) + "/" for m in (ops, onefield.renderers))
+
+
+def record_host_reads(monkeypatch) -> list[str]:
+    """Wrap the host reads of torch.Tensor (and torch.equal); returns the list of 'file:line' of
+    every call made from cuda_ext/ or renderers/ from now on (the test's own code is not counted)."""
+    calls: list[str] = []
+
+    def wrap(name, original):
+        def wrapper(*args, **kwargs):
+            frame = sys._getframe(1)
+            if frame.f_code.co_filename.startswith(CHECKED):
+                calls.append(f"{name} at {frame.f_code.co_filename}:{frame.f_lineno}")
+            return original(*args, **kwargs)
+        return wrapper
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, wrap(name, getattr(torch.Tensor, name)))
+    monkeypatch.setattr(torch, "equal", wrap("equal", torch.equal))
+    return calls
+
+
+def training_step(grid, rays_o, rays_d, shade) -> None:
+    samples = march(rays_o, rays_d, grid, step_size=STEP)
+    render(samples, rays_o, rays_d, shade, background=torch.ones(3, device=rays_o.device)).rgb.sum().backward()
+
+
+@pytest.mark.parametrize("kernels", ["", "torch"])
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_training_step_reads_no_tensor_on_the_host(device, monkeypatch, kernels, deferred):
+    """march + render + backward, debug checks off: no .item(), int(), float(), bool(), .tolist() or
+    torch.equal in cuda_ext/ or renderers/ (each would stall a GPU step); with ONEFIELD_DEBUG=1 the
+    packed-layout check does read back, which shows the recorder sees them. On a GPU, rendering and
+    its backward also run under CUDA's sync debug mode (marching syncs once by design: the number
+    of samples sizes its output)."""
+    monkeypatch.setenv("ONEFIELD_KERNELS", kernels)
+    _, grid, rays_o, rays_d = sphere_setup(device, size=8)
+    rays_o, rays_d = rays_o.view(-1, 3), rays_d.view(-1, 3)
+    density = torch.tensor(200.0, device=device, requires_grad=True)
+
+    def sigma_fn(x):  # the sphere, with no host-device copy of its own
+        return (x.norm(dim=-1) < 0.5).to(x.dtype) * density
+
+    def rgb_fn(x, d):
+        return torch.sigmoid(x + d)
+
+    shade = Deferred(sigma_fn, rgb_fn) if deferred else lambda x, d: (rgb_fn(x, d), sigma_fn(x))
+    calls = record_host_reads(monkeypatch)
+    training_step(grid, rays_o, rays_d, shade)
+    assert calls == []
+    monkeypatch.setenv("ONEFIELD_DEBUG", "1")
+    training_step(grid, rays_o, rays_d, shade)
+    assert any("ops.py" in c for c in calls)
+    if device == "cuda" and not deferred and kernels == "":  # Deferred's nonzero syncs by design
+        monkeypatch.delenv("ONEFIELD_DEBUG")
+        samples = march(rays_o, rays_d, grid, step_size=STEP)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            render(samples, rays_o, rays_d, shade).rgb.sum().backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

@@ -94,7 +94,7 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path):
         read_blender(tmp_path, "train")
     meta_path.write_text(json.dumps({"camera_angle_x": 0.5, "frames": [{"file_path": "./train/r_0",
                                                                        "transform_matrix": [[1, 0], [0, 1]]}]}))
-    with pytest.raises(DatasetError, match="frame 0 'transform_matrix' must be a finite 4x4"):
+    with pytest.raises(DatasetError, match="frame 0 'transform_matrix' must be a 4x4 matrix, got 2x2"):
         read_blender(tmp_path, "train")
 
     shutil.rmtree(tmp_path / "train")

@@ -65,6 +65,17 @@ def test_unsupported_inputs_are_named(tmp_path):
     _write(tmp_path, {"fl_x": 5.0, "aabb_scale": 3, "frames": [_frame(0)]})
     with pytest.raises(DatasetError, match="'aabb_scale' must be a power of two"):
         read_transforms(tmp_path, use_cache=False)
+    nan_pose = _frame(1)
+    nan_pose["transform_matrix"][2][3] = float("nan")  # json writes NaN, and reads it back
+    _write(tmp_path, {"fl_x": 5.0, "frames": [_frame(0), nan_pose]})
+    with pytest.raises(DatasetError, match=r"frame 1 'transform_matrix' has non-finite values \(NaN/inf\); fix or "
+                       "remove that frame"):
+        read_transforms(tmp_path, use_cache=False)
+    short_pose = _frame(1)
+    short_pose["transform_matrix"] = short_pose["transform_matrix"][:3]
+    _write(tmp_path, {"fl_x": 5.0, "frames": [_frame(0), short_pose]})
+    with pytest.raises(DatasetError, match="frame 1 'transform_matrix' must be a 4x4 matrix, got 3x4; fix or remove"):
+        read_transforms(tmp_path, use_cache=False)
     (tmp_path / "transforms.json").unlink()
     with pytest.raises(DatasetError, match="transforms.json: no such file"):
         read_transforms(tmp_path)
