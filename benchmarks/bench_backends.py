@@ -65,7 +65,7 @@ def main() -> None:
                 print(f"{name:11s} {minutes:5.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
                       f"{row['megabytes']:7.2f} MB  {row['steps']:6d} steps  {row['points_per_s']:9d} points/s  "
                       f"render {row['render_ms_per_view']:.0f} ms/view", flush=True)
-            if job is not None and isinstance(job.trainer.model, SlimmableField):
+            if args.slim_points > 1 and job is not None and isinstance(job.trainer.model, SlimmableField):
                 curve = slim_run(job.run_dir, slim_ranks(job.trainer.model.rank, args.slim_points))
                 curves[name] = [{k: row[k] for k in ("rank", "parameters", "megabytes", "psnr", "ssim")} for row in curve]
                 for point in curves[name]:

@@ -26,15 +26,15 @@ def make_trainer(scene, steps=600, **overrides) -> Trainer:
 
 
 def test_tiny_scene_is_learned(shapes_scene):
-    """600 steps (about 10 s on 2 cores) take the held-out views from a blank field to > 23.5 dB
-    (25.6 dB measured): fails if marching, rendering, the loss or the optimizer breaks."""
+    """600 steps (about 10 s on 2 cores) take the held-out views from a blank field to > 24.5 dB
+    (26.1 dB measured with carving): fails if marching, rendering, the loss or the optimizer breaks."""
     trainer = make_trainer(shapes_scene)
     before = trainer.evaluate()
     for _ in trainer.iterate():
         pass
     after = trainer.evaluate()
     assert before.mean_psnr < 15
-    assert after.mean_psnr > 23.5, after.psnr
+    assert after.mean_psnr > 24.5, after.psnr
     assert after.mean_ssim > 0.8
     s = trainer.state
     assert s.done and s.step == 600 and s.total_rays > 600 * 64
