@@ -8,7 +8,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH := torch==2.13.0
 DEPS := numpy==2.4.6 imageio==2.38.1 imageio-ffmpeg==0.8.1 pillow==13.0.0 ninja==1.13.2 setuptools==84.2.1 \
         pytest==9.2.0 nerfacc==0.5.3 rich==15.0.0 tyro==1.0.17 safetensors==0.8.0 scikit-image==0.26.0 \
-        open3d-cpu==0.19.0 pycolmap==4.2.1 scipy==1.17.1 trimesh==4.12.2 xatlas==0.0.11
+        open3d-cpu==0.19.0 pycolmap==4.2.1 scipy==1.17.1 trimesh==4.12.2 xatlas==0.0.11 \
+        gradio==6.31.0 gradio_client==2.7.2 pandas==2.3.3 plotly==7.1.0 playwright==1.65.2
 STAMP := $(VENV)/.onefield-installed
 CSRC := $(wildcard cuda_ext/csrc/*)
 # CUDA compile check (no GPU needed): a CUDA build of torch in a cached venv outside the repo.
@@ -18,7 +19,12 @@ CUDA_ARCHS ?= 8.0;9.0
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test bench cuda-check clean
+# The browser tests drive Debian's chromium (playwright cannot download browsers here).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WORKSPACE ?= workspace
+
+.PHONY: setup browser demo gui test bench cuda-check clean
 
 setup: $(STAMP)
 
@@ -29,11 +35,17 @@ $(STAMP): setup.py Makefile $(CSRC)
 	$(PY) -c "import onefield.cuda_ext as c; assert c.native is not None, c.LOAD_ERROR"
 	touch $@
 
+browser:
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
 demo: setup
 	$(VENV)/bin/onefield info
 	$(VENV)/bin/onefield demo --out runs/demo
 
-test: setup
+gui: setup
+	$(VENV)/bin/onefield gui --workspace $(WORKSPACE)
+
+test: setup browser
 	$(PY) -m pytest -q -rs -p no:dash tests
 
 bench: setup
@@ -57,4 +69,4 @@ cuda-check:
 	rm -rf $$tmp
 
 clean:
-	rm -rf build *.egg-info cuda_ext/_C*.so $(VENV) runs
+	rm -rf build *.egg-info cuda_ext/_C*.so $(VENV) runs $(WORKSPACE)

@@ -351,9 +351,34 @@ def mesh_scene(mesh: Positional[Path], out: Positional[Path], texture: Path | No
     return 0
 
 
+def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("workspace"), share: bool = False,
+        trainings: int = 1) -> int:
+    """Serve the GUI in a browser: data -> fit -> view -> export -> compare, runs kept in WORKSPACE.
+
+    Args:
+        host: address to bind; 127.0.0.1 serves this machine only (over SSH: ssh -L 7860:127.0.0.1:7860 HOST).
+        port: port to serve on.
+        workspace: folder of the sessions, datasets (WORKSPACE/data) and runs (WORKSPACE/runs); created if missing.
+        share: also open a public gradio.live link (off unless asked: anyone with the link can use the page).
+        trainings: trainings that run at the same time (others wait in a queue).
+    """
+    from .gui import launch
+    from .runs import check_output_folder
+
+    try:
+        check_output_folder(workspace)
+        if trainings < 1:
+            raise UserError(f"--trainings must be at least 1, got {trainings}")
+    except USER_ERRORS as error:
+        return _fail("gui", error)
+    print(f"onefield gui: http://{host}:{port} (workspace {workspace.resolve()})", flush=True)
+    launch(workspace, host, port, share, trainings=trainings)
+    return 0
+
+
 COMMANDS: dict[str, Callable[..., int]] = {
     "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "slim": slim,
-    "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "info": info}
+    "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,28 +1,22 @@
 """Jobs on a finished (or checkpointed) run: `eval` (metrics per view and mean, side-by-side
 images) and `render` (held-out views and a turntable video)."""
 
+import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v2 as imageio_v2
 import imageio.v3 as iio
-import numpy as np
 import torch
 from torch import Tensor
 
 from onefield.errors import UserError
 from onefield.scenes import Cameras, PosedImages
-from onefield.scenes.rays import look_at
 
 from .checkpoint import find_checkpoint, load_progress
 from .runs import RunConfig, load_field, torch_device
 from .trainer import Trainer, TrainerConfig
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    return (image.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+from .view import default_orbit, orbit_up, to_uint8, write_video
 
 
 def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:
@@ -63,21 +57,10 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
 
 def turntable_cameras(train: Cameras, center: Tensor, n_frames: int) -> Cameras:
     """Cameras circling `center` [3] at the training cameras' median distance and mean elevation,
-    about their mean up direction, with the first training camera's intrinsics."""
-    eyes = train.c2w[:, :, 3]  # [N, 3]
-    up = torch.nn.functional.normalize(-train.c2w[:, :, 1].mean(0), dim=0)  # OpenCV y points down
-    offsets = eyes - center
-    radius = float(offsets.norm(dim=-1).median())
-    height = float((offsets @ up).mean())
-    ring = math.sqrt(max(radius**2 - height**2, 1e-6))
-    a = torch.nn.functional.normalize(torch.linalg.cross(up, torch.tensor([1.0, 0.0, 0.0]))
-                                      if abs(float(up[0])) < 0.9 else torch.linalg.cross(up, torch.tensor([0.0, 1.0, 0.0])), dim=0)
-    b = torch.linalg.cross(up, a)
-    c2ws = []
-    for k in range(n_frames):
-        phi = 2 * math.pi * k / n_frames
-        eye = center + up * height + ring * (math.cos(phi) * a + math.sin(phi) * b)
-        c2ws.append(look_at(eye, center, up))
+    about their mean up direction (`view.default_orbit` turned by 360/n_frames degrees a frame),
+    with the first training camera's intrinsics."""
+    up, start = orbit_up(train), default_orbit(train, center)
+    c2ws = [dataclasses.replace(start, azimuth=360.0 * k / n_frames).c2w(center, up) for k in range(n_frames)]
     return Cameras(torch.stack(c2ws), train.fx[0], train.fy[0], train.cx[0], train.cy[0], train.width, train.height,
                    train.near, train.far)
 
@@ -105,10 +88,4 @@ def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | N
     aabb = torch.tensor(config.aabb)
     cams = turntable_cameras(train.cameras, (aabb[:3] + aabb[3:]) / 2, n_frames)
     frames = [to_uint8(trainer.render_view(cams, k)["rgb"]) for k in range(n_frames)]
-    h, w = frames[0].shape[:2]
-    frames = [f[: h - h % 2, : w - w % 2] for f in frames]  # H.264 (yuv420p) needs even sizes
-    video = out / "turntable.mp4"
-    with imageio_v2.get_writer(video, fps=fps, codec="libx264", quality=8, macro_block_size=1) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    return RenderOutputs(views, video)
+    return RenderOutputs(views, write_video(frames, out / "turntable.mp4", fps))

@@ -11,6 +11,7 @@ from typing import Any
 from onefield import fields
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .jobs import JobStopped
 from .runs import DataSpec, RunConfig, build_model, check_output_folder, new_run_dir, scene_name, torch_device
 from .trainer import EvalResult, Trainer, TrainerConfig, TrainingDiverged, TrainState
 
@@ -69,8 +70,9 @@ class FitJob:
                    "psnr": result.mean_psnr, "ssim": result.mean_ssim, "views": len(result.psnr)})
 
     def run(self, on_step: Callable[[TrainState], None] | None = None) -> TrainState:
-        """Train to the end of the budget, then evaluate on all held-out views. Ctrl-C or a
-        divergence the guard cannot fix saves a checkpoint before the exception propagates."""
+        """Train to the end of the budget, then evaluate on all held-out views. Ctrl-C, a stop from
+        the job queue (`on_step` raising JobStopped) or a divergence the guard cannot fix saves a
+        checkpoint before the exception propagates."""
         trainer, c = self.trainer, self.trainer.config
         last_eval_step = None
         try:
@@ -87,7 +89,7 @@ class FitJob:
                     save_checkpoint(self.run_dir, trainer)
                 if on_step is not None:
                     on_step(state)
-        except (KeyboardInterrupt, TrainingDiverged):
+        except (KeyboardInterrupt, JobStopped, TrainingDiverged):
             save_checkpoint(self.run_dir, trainer)
             raise
         save_checkpoint(self.run_dir, trainer)

@@ -169,7 +169,7 @@ class Trainer:
         # the grid is worth reading once it has been refreshed from the field a few times after warm-up
         c = self.config
         grid_ready = self.state.step >= c.grid_warmup_steps + 8 * c.grid_update_every
-        if self.model.update_schedule(self._progress(), self.grid if grid_ready else None, self.generator):
+        if self.model.update_schedule(self.progress(), self.grid if grid_ready else None, self.generator):
             self.optimizer = self._make_optimizer()
             self._remember_good()
 
@@ -197,7 +197,8 @@ class Trainer:
         m = self.model
         return Deferred(m.density, m.color_at) if m.deferred_color else self._rgb_sigma
 
-    def _progress(self) -> float:
+    def progress(self) -> float:
+        """Fraction of the budget spent: steps or minutes, whichever is further along."""
         c = self.config
         p = self.state.step / c.steps
         if c.minutes is not None:
@@ -207,7 +208,7 @@ class Trainer:
     def _set_lr(self) -> None:
         c = self.config
         warm = min(1.0, (self.state.step + 1) / max(c.lr_warmup_steps, 1))
-        scale = warm * c.lr_final_ratio ** self._progress() * self.state.lr_scale
+        scale = warm * c.lr_final_ratio ** self.progress() * self.state.lr_scale
         for g in self.optimizer.param_groups:
             g["lr"] = g["base_lr"] * scale
 

@@ -5,11 +5,17 @@
 sequential for video) and incremental mapping; keeps the largest model as `<out>/sparse/0`; and
 writes a nerfstudio-compatible `<out>/transforms.json` (OPENCV intrinsics per frame, OpenGL
 poses) centred and scaled on the sparse points. It never writes into a folder that has content.
+
+An optional `progress(fraction, stage)` callback follows the run (for the GUI's progress bar);
+raising from it cancels. Whatever escapes `process` or `import_colmap_model` (a cancel, a
+`DatasetError`, Ctrl-C) removes what the run wrote, so no half-written dataset is left behind.
 """
 
 import json
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +32,9 @@ from .frames import fit_max_side
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 MIN_REGISTERED = 3
+
+Progress = Callable[[float, str], None]
+"""progress(fraction of the whole run in [0, 1], short stage description); may raise to cancel"""
 
 
 @dataclass
@@ -69,6 +78,33 @@ def _check_out(out: Path) -> None:
                            "Choose a new --out folder or remove this one.")
 
 
+@contextmanager
+def _removed_on_error(out: Path) -> Iterator[None]:
+    """Create `out` (new or empty, see `_check_out`) and, if anything escapes, remove it again (or
+    empty it when it already existed): everything in it is then this run's, half-written."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for child in out.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+
+
+def _span(progress: Progress | None, lo: float, hi: float) -> Progress:
+    """`progress` for one stage: the stage's own fraction 0..1 mapped onto [lo, hi] of the run."""
+    if progress is None:
+        return lambda fraction, stage: None
+    return lambda fraction, stage: progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), stage)
+
+
 def _save_downscaled(src: Path, dst: Path, max_side: int) -> None:
     try:
         with Image.open(src) as im:
@@ -80,7 +116,7 @@ def _save_downscaled(src: Path, dst: Path, max_side: int) -> None:
     fit_max_side(im, max_side).save(dst, quality=95)
 
 
-def copy_photos(source: Path, images: Path, max_side: int) -> list[str]:
+def copy_photos(source: Path, images: Path, max_side: int, progress: Progress | None = None) -> list[str]:
     """Photos of `source` (sorted; other files ignored) into `images`, downscaled; their names."""
     photos = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
@@ -88,8 +124,10 @@ def copy_photos(source: Path, images: Path, max_side: int) -> list[str]:
         raise DatasetError(f"{source}: no photos here ({'found only ' + str(others) if others else 'empty folder'}). "
                            f"onefield reads {', '.join(IMAGE_SUFFIXES)} files or a video.")
     images.mkdir(parents=True)
+    report = _span(progress, 0.0, 1.0)
     names = []
-    for photo in photos:
+    for i, photo in enumerate(photos):
+        report(i / len(photos), f"copying photos ({i + 1} / {len(photos)})")
         name = photo.stem + ".jpg"
         _save_downscaled(photo, images / name, max_side)
         names.append(name)
@@ -103,10 +141,13 @@ def sharpness(frame: np.ndarray) -> float:
     return float(lap.var())
 
 
-def extract_frames(video: Path, images: Path, n_frames: int, max_side: int) -> list[str]:
+def extract_frames(video: Path, images: Path, n_frames: int, max_side: int,
+                   progress: Progress | None = None) -> list[str]:
     """The sharpest frame of each of `n_frames` equal windows of the video, as JPEGs."""
     import imageio.v2 as imageio_v2
 
+    report = _span(progress, 0.0, 1.0)
+    report(0.0, "scoring video frames")  # one pass of unknown length: the frame count is not known up front
     try:
         with imageio_v2.get_reader(video) as reader:
             scores = [sharpness(f[::4, ::4]) for f in reader]
@@ -121,6 +162,7 @@ def extract_frames(video: Path, images: Path, n_frames: int, max_side: int) -> l
     with imageio_v2.get_reader(video) as reader:
         for i, frame in enumerate(reader):
             if i in keep:
+                report(0.5 + 0.5 * len(names) / len(keep), f"extracting video frames ({len(names) + 1} / {len(keep)})")
                 name = f"frame_{i:05d}.jpg"
                 fit_max_side(Image.fromarray(frame).convert("RGB"), max_side).save(images / name, quality=95)
                 names.append(name)
@@ -141,7 +183,8 @@ def choose_camera_mode(config: ProcessConfig, source_photos: list[Path]) -> str:
     return "single" if len({_camera_signature(p) for p in source_photos}) == 1 else "per_image"
 
 
-def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str) -> Path:
+def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str,
+            progress: Progress | None = None) -> Path:
     """Extraction, matching and mapping into `<out>/sparse/0` (the largest model)."""
     import pycolmap
 
@@ -154,12 +197,13 @@ def run_sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str
     if not config.verbose:
         pycolmap.logging.minloglevel = 1  # warnings and errors only
     try:
-        return _sfm(out, config, sequential, camera_mode, n_images)
+        return _sfm(out, config, sequential, camera_mode, n_images, _span(progress, 0.0, 1.0))
     finally:
         pycolmap.logging.minloglevel = quiet_level
 
 
-def _sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str, n_images: int) -> Path:
+def _sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str, n_images: int,
+         report: Progress) -> Path:
     import pycolmap
 
     images, database = out / "images", out / "database.db"
@@ -171,8 +215,10 @@ def _sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str, n
     extraction = pycolmap.FeatureExtractionOptions()
     extraction.num_threads = config.num_threads
     extraction.use_gpu = False
+    report(0.0, f"extracting features ({n_images} images)")
     pycolmap.extract_features(database, images, camera_mode=modes[camera_mode], reader_options=reader,
                               extraction_options=extraction, device=pycolmap.Device.cpu)
+    report(0.3, f"matching features ({'sequential' if sequential else 'exhaustive'})")
     if sequential:
         pycolmap.match_sequential(database, device=pycolmap.Device.cpu)
     else:
@@ -182,7 +228,21 @@ def _sfm(out: Path, config: ProcessConfig, sequential: bool, camera_mode: str, n
     options.num_threads = config.num_threads
     options.random_seed = config.seed
     options.ba_refine_principal_point = refine_pp
-    models = pycolmap.incremental_mapping(database, images, out / "sparse_all", options=options)
+    registered, most = 0, 0  # images in the model being built; the most any model reached
+
+    def on_register(initial_pair: bool) -> None:
+        # the mapper may restart from a new initial pair (a failed or a further model), so the
+        # count restarts while the fraction keeps to the most any model reached
+        nonlocal registered, most
+        registered = 2 if initial_pair else min(registered + 1, n_images)
+        most = max(most, registered)
+        report(0.5 + 0.5 * most / n_images, f"mapping ({registered} / {n_images} images registered)")
+
+    report(0.5, "mapping")
+    # an exception raised in these callbacks propagates out of incremental_mapping (pycolmap 4.2)
+    models = pycolmap.incremental_mapping(database, images, out / "sparse_all", options=options,
+                                          initial_image_pair_callback=lambda: on_register(True),
+                                          next_image_callback=lambda: on_register(False))
     if not models:
         raise DatasetError(f"{images}: structure-from-motion found no model (no image pair with enough matches). "
                            "Take photos with more overlap (each part of the scene in 3+ photos), less blur, "
@@ -216,8 +276,12 @@ def write_transforms(model: ColmapModel, model_dir: Path, out: Path, image_prefi
     return path
 
 
-def process(source: str | Path, out: str | Path, config: ProcessConfig = ProcessConfig()) -> ProcessResult:
-    """Photos folder or video -> `<out>` with images/, sparse/0 and transforms.json."""
+def process(source: str | Path, out: str | Path, config: ProcessConfig = ProcessConfig(),
+            progress: Progress | None = None) -> ProcessResult:
+    """Photos folder or video -> `<out>` with images/, sparse/0 and transforms.json.
+
+    `progress` gets non-decreasing fractions, ending with 1.0 once the dataset is complete; if it
+    raises (or anything else does), `out` is removed, or emptied when it existed (empty) before."""
     source, out = Path(source), Path(out)
     start = time.perf_counter()
     if not source.exists():
@@ -226,42 +290,59 @@ def process(source: str | Path, out: str | Path, config: ProcessConfig = Process
     is_video = source.is_file() and source.suffix.lower() in VIDEO_SUFFIXES
     if source.is_file() and not is_video:
         raise DatasetError(f"{source}: not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of photos.")
-    out.mkdir(parents=True, exist_ok=True)
-    if is_video:
-        names = extract_frames(source, out / "images", config.frames, config.max_side)
-        camera_mode = "single" if config.camera_mode == "auto" else config.camera_mode
-    else:
-        names = copy_photos(source, out / "images", config.max_side)
-        camera_mode = choose_camera_mode(config, sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-    if len(names) < MIN_REGISTERED:
-        raise DatasetError(f"{source}: {len(names)} image(s); structure-from-motion needs at least {MIN_REGISTERED} "
-                           "overlapping photos (20-100 is typical).")
-    matcher = config.matcher if config.matcher != "auto" else ("sequential" if is_video else "exhaustive")
-    if matcher not in ("exhaustive", "sequential"):
-        raise UserError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
-    model_dir = run_sfm(out, config, matcher == "sequential", camera_mode)
-    model = read_model(model_dir)
-    registered = sorted(im.name for im in model.images.values())
-    result = ProcessResult(out, len(names), registered, sorted(set(names) - set(registered)))
-    if len(registered) < MIN_REGISTERED:
-        raise DatasetError(f"{out}: only {len(registered)} of {len(names)} images registered; failed: "
-                           f"{result.failed[:10]}. Add overlapping photos of the same scene.")
-    write_transforms(model, model_dir, out)
-    result.seconds = time.perf_counter() - start
+    # shares of the run per stage, roughly as the time goes on a few dozen photos
+    prepare, sfm, write = (0.0, 0.1), (0.1, 0.95), (0.95, 1.0)
+    with _removed_on_error(out):
+        if is_video:
+            names = extract_frames(source, out / "images", config.frames, config.max_side, _span(progress, *prepare))
+            camera_mode = "single" if config.camera_mode == "auto" else config.camera_mode
+        else:
+            names = copy_photos(source, out / "images", config.max_side, _span(progress, *prepare))
+            camera_mode = choose_camera_mode(config, sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        if len(names) < MIN_REGISTERED:
+            raise DatasetError(f"{source}: {len(names)} image(s); structure-from-motion needs at least {MIN_REGISTERED} "
+                               "overlapping photos (20-100 is typical).")
+        matcher = config.matcher if config.matcher != "auto" else ("sequential" if is_video else "exhaustive")
+        if matcher not in ("exhaustive", "sequential"):
+            raise UserError(f"matcher must be auto, exhaustive or sequential, got {config.matcher!r}")
+        model_dir = run_sfm(out, config, matcher == "sequential", camera_mode, _span(progress, *sfm))
+        model = read_model(model_dir)
+        registered = sorted(im.name for im in model.images.values())
+        result = ProcessResult(out, len(names), registered, sorted(set(names) - set(registered)))
+        if len(registered) < MIN_REGISTERED:
+            raise DatasetError(f"{out}: only {len(registered)} of {len(names)} images registered; failed: "
+                               f"{result.failed[:10]}. Add overlapping photos of the same scene.")
+        _span(progress, *write)(0.0, "writing transforms.json")
+        write_transforms(model, model_dir, out)
+        result.seconds = time.perf_counter() - start
+        _span(progress, *write)(1.0, f"registered {len(registered)} / {len(names)} images")
     return result
 
 
-def import_colmap_model(model_dir: str | Path, images: str | Path, out: str | Path) -> ProcessResult:
-    """An existing COLMAP model and its images -> `<out>` with the same layout as `process`."""
+def import_colmap_model(model_dir: str | Path, images: str | Path, out: str | Path,
+                        progress: Progress | None = None) -> ProcessResult:
+    """An existing COLMAP model and its images -> `<out>` with the same layout as `process`
+    (`progress` and the clean-up on errors as there)."""
     model_dir, images, out = Path(model_dir), Path(images), Path(out)
     _check_out(out)
     model = read_model(model_dir)
     missing = [im.name for im in model.images.values() if not (images / im.name).is_file()]
     if missing:
         raise DatasetError(f"{images}: {len(missing)} image(s) of the model are missing, e.g. {missing[:3]}.")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(images, out / "images")
-    shutil.copytree(model_dir, out / "sparse" / "0")
-    write_transforms(model, model_dir, out)
-    names = sorted(im.name for im in model.images.values())
+    report = _span(progress, 0.0, 1.0)
+    total, copied = sum(1 for p in images.rglob("*") if p.is_file()), 0
+
+    def copy_one(src: str, dst: str) -> None:
+        nonlocal copied
+        report(0.9 * copied / total, f"copying images ({copied + 1} / {total})")
+        shutil.copy2(src, dst)
+        copied += 1
+
+    with _removed_on_error(out):
+        shutil.copytree(images, out / "images", copy_function=copy_one)
+        shutil.copytree(model_dir, out / "sparse" / "0")
+        report(0.9, "writing transforms.json")
+        write_transforms(model, model_dir, out)
+        names = sorted(im.name for im in model.images.values())
+        report(1.0, f"imported {len(names)} images")
     return ProcessResult(out, len(names), names, [])

@@ -22,10 +22,28 @@ def castle_subset(data_root, tmp_path_factory):
     return folder
 
 
+class Cancelled(Exception):
+    """What a GUI's Stop button raises from the progress callback."""
+
+
 @pytest.fixture(scope="module")
-def castle_processed(castle_subset, tmp_path_factory):
+def castle_run(castle_subset, tmp_path_factory):
+    """The processed castle subset and every progress call it made."""
     out = tmp_path_factory.mktemp("castle_out") / "dataset"
-    return process(castle_subset, out, SMALL)
+    calls: list[tuple[float, str]] = []
+    return process(castle_subset, out, SMALL, progress=lambda fraction, stage: calls.append((fraction, stage))), calls
+
+
+@pytest.fixture(scope="module")
+def castle_processed(castle_run):
+    return castle_run[0]
+
+
+def cancel_at(prefix: str):
+    def progress(fraction: float, stage: str) -> None:
+        if stage.startswith(prefix):
+            raise Cancelled(stage)
+    return progress
 
 
 def test_process_photos_registers_them_and_writes_a_dataset(castle_processed):
@@ -43,13 +61,53 @@ def test_process_photos_registers_them_and_writes_a_dataset(castle_processed):
     assert 1.0 < reach <= 2 ** (train.cascades - 1)
 
 
+def test_progress_reports_each_stage_and_ends_at_one(castle_run):
+    result, calls = castle_run
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and 0.0 <= fractions[0] < 0.1 and fractions[-1] == 1.0
+    stages = [s for _, s in calls]
+    assert [s for s in stages if s.startswith("copying photos")] == [f"copying photos ({i} / 6)" for i in range(1, 7)]
+    for stage in ("extracting features (6 images)", "matching features (exhaustive)", "writing transforms.json"):
+        assert stage in stages
+    # one call per registered image from the initial pair on (the mapper may retry other initial pairs)
+    mapping = [s for s in stages if s.startswith("mapping (")]
+    assert mapping[0] == "mapping (2 / 6 images registered)" and mapping[-1] == "mapping (6 / 6 images registered)"
+    assert len(mapping) >= 5
+    assert stages[-1] == f"registered {len(result.registered)} / 6 images"
+
+
+def test_cancel_while_matching_leaves_no_dataset(castle_subset, tmp_path):
+    out = tmp_path / "new" / "dataset"
+    with pytest.raises(Cancelled):
+        process(castle_subset, out, SMALL, progress=cancel_at("matching"))
+    assert not out.exists()
+
+
+def test_cancel_while_mapping_empties_the_chosen_folder(castle_subset, tmp_path):
+    """Raised from pycolmap's mapper callback: it comes out of the mapper, and the empty folder
+    the user chose stays, empty."""
+    out = tmp_path / "chosen"
+    out.mkdir()
+    with pytest.raises(Cancelled, match="mapping \\(3 / 6"):
+        process(castle_subset, out, SMALL, progress=cancel_at("mapping (3"))
+    assert out.is_dir() and list(out.iterdir()) == []
+
+
 def test_import_colmap_model(castle_processed, tmp_path):
     out = tmp_path / "imported"
-    result = import_colmap_model(castle_processed.out / "sparse" / "0", castle_processed.out / "images", out)
+    calls = []
+    result = import_colmap_model(castle_processed.out / "sparse" / "0", castle_processed.out / "images", out,
+                                 progress=lambda fraction, stage: calls.append(fraction))
     assert result.registered == castle_processed.registered
+    assert calls == sorted(calls) and calls[-1] == 1.0 and len(calls) == 6 + 2
     a = json.loads((out / "transforms.json").read_text())
     b = json.loads(castle_processed.transforms.read_text())
     assert a["frames"] == b["frames"]
+    cancelled = tmp_path / "cancelled"
+    with pytest.raises(Cancelled):
+        import_colmap_model(castle_processed.out / "sparse" / "0", castle_processed.out / "images", cancelled,
+                            progress=cancel_at("copying images (3"))
+    assert not cancelled.exists()
 
 
 def test_process_refuses_bad_input(tmp_path, castle_subset, castle_processed):
@@ -85,7 +143,7 @@ def test_unrelated_photos_give_no_model(tmp_path, data_root, castle_subset):
         shutil.copy(photo, mixed / f"herz_{photo.name}")
     with pytest.raises(DatasetError, match="found no model.*more overlap"):
         process(mixed, tmp_path / "out", SMALL)
-    assert (tmp_path / "out" / "images").is_dir()  # what was prepared is kept for inspection
+    assert not (tmp_path / "out").exists()  # a failed run leaves no half-written dataset behind
 
 
 def test_video_frames_skip_blurred_ones(tmp_path):

@@ -1,0 +1,419 @@
+"""The onefield page: Data -> Fit -> View -> Export -> Compare, and the runs of the workspace.
+
+Every handler takes the browser's session id first and works inside that session's folders
+(`workspace.py`). Trainings and structure-from-motion run in background queues (`app/jobs.py`), so
+closing the browser stops nothing and a reopened page shows them again; the page polls their
+plain state. Renders and exports run in the request itself, behind gradio's queue (one at a time
+per kind of request, the position shown to whoever waits). Nothing here trains or renders by
+itself: it calls the engine's jobs and the viewer (`app/view.py`).
+"""
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from onefield import fields
+from onefield.errors import UserError
+from onefield.scenes import make_shapes_scene
+from onefield.scenes.sfm import ProcessConfig
+
+from .. import view
+from ..fit import FitJob
+from ..jobs import FINISHED, JobQueue, JobState
+from ..mesh_config import COLORINGS, FORMATS, METHODS, MeshExportConfig
+from ..runs import DataSpec, RunConfig
+from ..scene_plot import scene_figure
+from ..tasks import FitTask, ProcessTask
+from ..trainer import TrainerConfig
+from . import forms
+from .uploads import UploadLimits, stage_upload
+from .workspace import Session, Workspace, safe_name, unique_child
+
+DEMO = "demo: the built-in shapes scene"
+SETTLE_SECONDS = 0.3  # a view that rests this long after a coarse preview is rendered in full
+OUTPUTS = ("rgb", "depth", "opacity")
+# Options the page sets itself (the budget) or that need a GUI of their own, left out of the forms.
+TRAINER_OWN = ("steps", "minutes")
+GUI_TRAINER = TrainerConfig(eval_every=0, checkpoint_every=500)  # a paused or closed GUI loses little
+
+
+def _user_errors(fn):
+    """Run a handler; a UserError becomes the page's error message (gradio's Error), nothing else breaks."""
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as error:
+            raise gr.Error(str(error), print_exception=False) from error
+    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
+    return wrapped
+
+
+@dataclass
+class Forms:
+    process: list[forms.Option]
+    trainer: list[forms.Option]
+    mesh: list[forms.Option]
+    backends: dict[str, list[forms.Option]]
+
+
+class Gui:
+    def __init__(self, workspace: Workspace, limits: UploadLimits = UploadLimits(), trainings: int = 1):
+        self.workspace, self.limits = workspace, limits
+        self.trainings = JobQueue(trainings)  # one training per CPU at a time by default
+        self.work = JobQueue(1)  # structure-from-motion
+        self._published = Path(tempfile.mkdtemp(prefix="onefield-gui-"))
+        self._lock = threading.Lock()
+        self._finished: dict[str, int] = {}  # per session: finished jobs at the last poll
+        self._moves: dict[str, int] = {}  # per session: coarse previews so far (see `settle`)
+        self.forms = Forms(
+            forms.options(ProcessConfig),
+            [o for o in forms.options(TrainerConfig) if o.name not in TRAINER_OWN],
+            forms.options(MeshExportConfig, choices={"method": METHODS, "format": FORMATS, "colors": COLORINGS,
+                                                     "views": ("train", "sphere")}),
+            {name: forms.options(fields.config_class(name)) for name in fields.names()
+             if fields.registry.import_error(name) is None})
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def session(self, sid: str | None) -> Session:
+        return self.workspace.session(sid)
+
+    def publish(self, path: Path) -> str:
+        """A copy of a workspace file in a folder gradio may serve (the workspace itself it may not)."""
+        folder = Path(tempfile.mkdtemp(dir=self._published))
+        return str(shutil.copy2(path, folder / path.name))
+
+    def jobs(self, sid: str) -> list[JobState]:
+        return sorted(self.trainings.jobs(sid) + self.work.jobs(sid), key=lambda s: s.created)
+
+    def latest(self, sid: str, kind: str) -> JobState | None:
+        found = [s for s in self.jobs(sid) if s.kind == kind]
+        return found[-1] if found else None
+
+    def run_choices(self, session: Session) -> list[tuple[str, str]]:
+        labels = []
+        for run in session.run_dirs():
+            where = "" if run.is_relative_to(session.runs) else " (shared)"
+            labels.append((f"{run.parent.parent.name} / {run.parent.name} / {run.name}{where}", str(run)))
+        return labels
+
+    def dataset_choices(self, session: Session) -> list[tuple[str, str]]:
+        return [(DEMO, DEMO)] + [(p.name + ("" if p.is_relative_to(session.data) else " (shared)"), str(p))
+                                 for p in session.datasets()]
+
+    def dataset_path(self, session: Session, dataset: str) -> Path:
+        if dataset == DEMO:
+            return self.demo_scene(session)
+        return session.resolve(dataset, "dataset")
+
+    def demo_scene(self, session: Session) -> Path:
+        path = session.data / "shapes-demo"
+        with self._lock:
+            if not (path / "transforms_train.json").is_file():
+                shutil.rmtree(path, ignore_errors=True)
+                make_shapes_scene(path, n_train=48, n_test=8, size=96)
+        return path
+
+    # ---- Data ---------------------------------------------------------------------------------
+    def start(self, sid: str | None):
+        """The session (a new one when the browser has none) and its lists."""
+        session = self.session(sid)
+        runs = self.run_choices(session)
+        run = runs[0][1] if runs else None
+        return (session.id, gr.update(choices=self.dataset_choices(session)),
+                gr.update(choices=runs, value=run), gr.update(choices=runs, value=run),
+                gr.update(choices=runs, value=[]), gr.update(choices=runs, value=run), self.runs_table(session),
+                f"session `{session.id[:8]}` · workspace `{self.workspace.root}`")
+
+    @_user_errors
+    def upload(self, sid: str, files: list[str] | None, *process_values):
+        """Check the upload, then queue structure-from-motion on it."""
+        session = self.session(sid)
+        config = ProcessConfig(**forms.read(self.forms.process, list(process_values)))
+        paths = [Path(f) for f in files or []]
+        dest = unique_child(session.uploads, safe_name(paths[0].name if paths else "upload"))
+        try:
+            staged = stage_upload([(p, p.name) for p in paths], dest, self.limits)
+        finally:
+            for p in paths:  # gradio's copy: the checked one lives in the session only
+                p.unlink(missing_ok=True)
+        source = staged.folder if staged.kind == "photos" else staged.folder / staged.names[0]
+        out = unique_child(session.data, dest.name)
+        job = self.work.submit(ProcessTask(source, out, config), session.id)
+        return f"{len(staged.names)} file(s) accepted ({staged.bytes / 1e6:.1f} MB); {job.title} queued as {job.id}"
+
+    @_user_errors
+    def show_dataset(self, sid: str, dataset: str):
+        session = self.session(sid)
+        if not dataset:
+            return None, ""
+        path = self.dataset_path(session, dataset)
+        return scene_figure(path), f"dataset `{path.name}`"
+
+    # ---- Fit ----------------------------------------------------------------------------------
+    def submit_fit(self, session: Session, dataset: str, backend: str, field_options: dict[str, Any],
+                   trainer_options: dict[str, Any], downscale: float) -> JobState:
+        path = self.dataset_path(session, dataset)
+        field_config = fields.make_config(backend, field_options)  # names a bad option before anything runs
+        trainer = TrainerConfig(**trainer_options)
+        trainer.check()
+        spec = DataSpec(str(path), downscale)
+        task = FitTask(lambda: FitJob.create(spec, backend, field_config, trainer, session.runs),
+                       f"fit {backend} on {path.name}")
+        return self.trainings.submit(task, session.id)
+
+    @_user_errors
+    def start_fit(self, sid: str, dataset: str, backend: str, minutes: float | None, steps: float | None,
+                  downscale: float, *values):
+        """Start button: the chosen backend's form and the trainer's form, as generated."""
+        session = self.session(sid)
+        if backend not in self.forms.backends:
+            raise UserError(f"unknown or unavailable field backend {backend!r}")
+        n_trainer = len(self.forms.trainer)
+        trainer = forms.read(self.forms.trainer, list(values[:n_trainer])) | self.budget(minutes, steps)
+        offset = n_trainer
+        for name, opts in self.forms.backends.items():
+            if name == backend:
+                field_options = forms.read(opts, list(values[offset:offset + len(opts)]))
+            offset += len(opts)
+        job = self.submit_fit(session, dataset, backend, field_options, trainer, float(downscale or 1))
+        return self.fit_status(job)
+
+    @staticmethod
+    def budget(minutes: float | None, steps: float | None) -> dict[str, Any]:
+        if not minutes and not steps:
+            raise UserError("give a time budget (minutes) or a step budget")
+        return {"minutes": float(minutes) if minutes else None, "steps": int(steps) if steps else 1_000_000}
+
+    @_user_errors
+    def fit_api(self, sid: str, dataset: str, backend: str, field_options: dict | None, trainer_options: dict | None,
+                minutes: float | None, steps: float | None, downscale: float) -> str:
+        """For scripts (gradio_client): options as JSON objects; returns the job id."""
+        session = self.session(sid)
+        trainer = asdict(GUI_TRAINER) | (trainer_options or {}) | self.budget(minutes, steps)
+        return self.submit_fit(session, dataset, backend, field_options or {}, trainer, float(downscale or 1)).id
+
+    @_user_errors
+    def control(self, sid: str, action: str):
+        """Pause, Resume or Stop the session's latest training."""
+        job = self.latest(sid, "fit")
+        if job is None or not job.active:
+            raise UserError("no training is running in this session")
+        getattr(self.trainings, action)(job.id, sid)
+        return self.fit_status(job)
+
+    @staticmethod
+    def fit_status(job: JobState | None) -> str:
+        if job is None:
+            return "no training yet"
+        i, lines = job.info, [f"**{job.title}** · {job.status}"]
+        if job.queue_position:
+            lines[0] += f" · position {job.queue_position} in the queue: another training runs first"
+        if job.error:
+            lines.append(f"error: {job.error}")
+        if "step" in i:
+            eta = "-" if i.get("eta_seconds") is None else f"{i['eta_seconds']:.0f} s"
+            psnr = "-" if i.get("psnr") is None else f"{i['psnr']:.2f} dB"
+            lines.append(f"{100 * job.progress:.0f}% · step {i['step']} · loss {i['loss'] or math.nan:.4f} · "
+                         f"train PSNR {psnr} · {i['samples_per_ray']:.1f} samples/ray · "
+                         f"{i['rays_per_second'] / 1000:.1f}k rays/s · ETA {eta}")
+        if i.get("final_psnr") is not None:
+            lines.append(f"held-out PSNR {i['final_psnr']:.2f} dB, SSIM {i['final_ssim']:.4f}")
+        if "run" in i:
+            lines.append(f"run `{i['run']}`")
+        return "\n\n".join(lines)
+
+    def poll(self, sid: str):
+        """Timer tick: the latest training's state, the latest processing's state and the job list;
+        the dataset and run lists too when a job has finished since the last tick."""
+        if not isinstance(sid, str):
+            return (gr.skip(),) * 12
+        fit, proc = self.latest(sid, "fit"), self.latest(sid, "process")
+        finished = sum(not s.active for s in self.jobs(sid))
+        lists = (gr.skip(),) * 6
+        if self._finished.get(sid) != finished:
+            self._finished[sid] = finished
+            lists = self.refresh(sid)
+        history = pd.DataFrame((fit.info.get("history") if fit else None) or [],
+                               columns=["step", "seconds", "loss", "psnr", "eval_psnr"], dtype=float)
+        psnr = history.melt(id_vars=["seconds"], value_vars=["psnr"], var_name="series", value_name="dB").dropna()
+        preview = fit.info.get("preview") if fit else None
+        return (self.fit_status(fit), history[["seconds", "loss"]].dropna(), psnr,
+                preview if preview is not None else gr.skip(), self.process_status(proc), self.jobs_table(sid), *lists)
+
+    @staticmethod
+    def process_status(job: JobState | None) -> str:
+        if job is None:
+            return ""
+        text = f"**{job.title}** · {job.status} · {100 * job.progress:.0f}% · {job.message}"
+        if job.queue_position:
+            text += f" · position {job.queue_position} in the queue"
+        if job.error:
+            text += f"\n\nerror: {job.error}"
+        if job.result:
+            r = job.result
+            text += f"\n\nregistered {len(r['registered'])} / {r['total']} images"
+            if r["failed"]:
+                text += f"; not registered: {', '.join(r['failed'])}"
+            text += f"\n\ndataset `{Path(r['dataset']).name}` is ready: pick it above"
+        return text
+
+    def jobs_table(self, sid: str) -> pd.DataFrame:
+        return pd.DataFrame([{"job": s.id, "what": s.title, "status": s.status, "progress": f"{100 * s.progress:.0f}%",
+                              "queue": s.queue_position or "", "message": s.error or s.message}
+                             for s in reversed(self.jobs(sid))], columns=["job", "what", "status", "progress", "queue", "message"])
+
+    @_user_errors
+    def job(self, sid: str, job_id: str) -> dict[str, Any]:
+        """For scripts: a job's plain state (status, progress, message, result, error)."""
+        queue = self.trainings if job_id.startswith("fit-") else self.work
+        s = queue.state(job_id, self.session(sid).id)
+        return {"id": s.id, "status": s.status, "progress": s.progress, "message": s.message, "error": s.error,
+                "result": str(s.result) if isinstance(s.result, Path) else s.result, "finished": s.status in FINISHED}
+
+    # ---- View ---------------------------------------------------------------------------------
+    def run_path(self, session: Session, run: str) -> Path:
+        path = session.resolve(run, "run")
+        RunConfig.load(path)  # a clear error for a folder that is not a run
+        return path
+
+    @_user_errors
+    def view_defaults(self, sid: str, run: str):
+        session = self.session(sid)
+        if not run:
+            return (gr.skip(),) * 5
+        o = view.open_view(self.run_path(session, run)).default_orbit()
+        return (gr.update(value=round(o.azimuth, 1)), gr.update(value=round(o.elevation, 1)),
+                gr.update(value=round(o.distance, 3), minimum=round(0.3 * o.distance, 3), maximum=round(3 * o.distance, 3)),
+                gr.update(value=round(o.fov, 1)), self.render(sid, run, o.azimuth, o.elevation, o.distance, o.fov, "rgb", 256))
+
+    @_user_errors
+    def render(self, sid: str, run: str, azimuth: float, elevation: float, distance: float, fov: float,
+               output: str, size: float, coarse: bool = False):
+        session = self.session(sid)
+        v = view.open_view(self.run_path(session, run))
+        orbit = view.Orbit(float(azimuth), float(elevation), float(distance), float(fov))
+        if not coarse:
+            return v.render(orbit, int(size), output)
+        w, h = v.image_size(int(size))  # the coarse image blown up to the full one's size, pixels visible
+        return np.asarray(Image.fromarray(v.preview(orbit, output)).resize((w, h), Image.NEAREST))
+
+    def preview(self, sid, run, azimuth, elevation, distance, fov, output, size):
+        """While a slider moves: the coarse image only."""
+        if not run:
+            return gr.skip()
+        with self._lock:
+            self._moves[sid] = self._moves.get(sid, 0) + 1
+        return self.render(sid, run, azimuth, elevation, distance, fov, output, size, coarse=True)
+
+    def settle(self, sid, run, azimuth, elevation, distance, fov, output, size):
+        """After a coarse preview: the full image, unless the view moved again meanwhile (then that
+        move's own settle renders it)."""
+        moves = self._moves.get(sid)
+        time.sleep(SETTLE_SECONDS)
+        if not run or self._moves.get(sid) != moves:
+            return gr.skip()
+        return self.render(sid, run, azimuth, elevation, distance, fov, output, size)
+
+    @_user_errors
+    def turntable(self, sid: str, run: str, elevation: float, distance: float, fov: float, output: str, size: float):
+        session = self.session(sid)
+        path = self.run_path(session, run)
+        orbit = view.Orbit(0.0, float(elevation), float(distance), float(fov))
+        video = view.open_view(path).turntable(orbit, int(size), 48, 24, path / "renders" / "turntable-gui.mp4")
+        return self.publish(video)
+
+    # ---- Export -------------------------------------------------------------------------------
+    @_user_errors
+    def export_mesh(self, sid: str, run: str, *values):
+        """Extract the mesh, write it as PLY, OBJ and GLB, preview the GLB."""
+        import trimesh
+
+        from ..export import export_mesh, report_line
+
+        session = self.session(sid)
+        path = self.run_path(session, run)
+        config = MeshExportConfig(**self._mesh_values(values))
+        config.check()
+        export = export_mesh(path, config)
+        mesh = trimesh.load(export.path, force="mesh")
+        written = [export.path, export.path.with_suffix(".json")]
+        for fmt in FORMATS:
+            if fmt != config.format:
+                other = export.path.with_suffix(f".{fmt}")
+                (mesh if fmt != "ply" or not config.texture else _vertex_colored(mesh)).export(other)
+                written.append(other)
+        glb = export.path.with_suffix(".glb")
+        return self.publish(glb), [self.publish(p) for p in written], report_line(export)
+
+    def _mesh_values(self, values) -> dict[str, Any]:
+        raw = forms.read(self.forms.mesh, list(values))
+        from ..mesh_config import CleanupConfig
+
+        return raw | {"cleanup": CleanupConfig(**raw["cleanup"])}
+
+    @_user_errors
+    def export_pointcloud(self, sid: str, run: str, *values):
+        from ..export import export_pointcloud
+
+        session = self.session(sid)
+        config = MeshExportConfig(**self._mesh_values(values))
+        out, n = export_pointcloud(self.run_path(session, run), config.views, config.n_views, config.min_opacity, 2)
+        return self.publish(out), f"{out.name}: {n:,} points"
+
+    # ---- Compare and runs ----------------------------------------------------------------------
+    @_user_errors
+    def compare(self, sid: str, runs: list[str], output: str, size: float):
+        session = self.session(sid)
+        paths = [self.run_path(session, r) for r in runs or []]
+        if len(paths) < 1:
+            raise UserError("pick at least one run to compare")
+        rows, images = view.compare_runs(paths, None, int(size), output)
+        labels = [f"{r['field']} ({Path(r['run']).name})" for r in rows]
+        return pd.DataFrame(rows), view.side_by_side(images, labels)
+
+    def runs_table(self, session: Session) -> pd.DataFrame:
+        rows = []
+        for run in session.run_dirs():
+            try:
+                rows.append(view.run_summary(run))
+            except UserError:
+                continue  # a half-made run folder: listed once it has a config and a checkpoint
+        return pd.DataFrame(rows)
+
+    @_user_errors
+    def refresh(self, sid: str):
+        session = self.session(sid)
+        runs = self.run_choices(session)
+        keep = gr.update(choices=runs)
+        return (gr.update(choices=self.dataset_choices(session)), keep, keep, keep, keep, self.runs_table(session))
+
+    @_user_errors
+    def resume(self, sid: str, run: str, minutes: float | None):
+        """Continue a stopped run; a finished one gets `minutes` more."""
+        session = self.session(sid)
+        path = self.run_path(session, run)
+        if any(s.active and s.info.get("run") == str(path) for s in self.jobs(session.id)):
+            raise UserError(f"{path.name} is training already")
+        summary = view.run_summary(path)
+        extra = float(minutes or 0)
+        # a stopped run continues to its own budget; `minutes` more lifts the step limit too
+        steps, budget = (None, None) if not extra else (10**9, summary["seconds"] / 60 + extra)
+        task = FitTask(lambda: FitJob.resume(path, steps=steps, minutes=budget), f"resume {summary['field']} {path.name}")
+        return self.fit_status(self.trainings.submit(task, session.id))
+
+
+def _vertex_colored(mesh):
+    """A textured mesh with its texture sampled at the vertices (PLY keeps vertex colours only)."""
+    colored = mesh.copy()
+    colored.visual = mesh.visual.to_color()
+    return colored

@@ -1,0 +1,150 @@
+"""The GUI end to end through gradio_client against a launched app: photos uploaded and processed,
+two fits queued on the demo scene (the second waits its turn), a view rendered, a mesh exported and
+downloaded in three formats and re-read with trimesh, two runs compared, sessions kept apart, and a
+restarted GUI that lists the runs and resumes one."""
+
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from onefield.app.gui import launch
+from onefield.app.gui.page import DEMO
+
+FIT = {"log2_table_size": 15, "max_resolution": 256}  # small: each fit takes seconds
+
+
+def values(options, **overrides):
+    """A generated form's inputs: the defaults, with `overrides` by option name."""
+    return [overrides.get(o.name.replace(".", "__"), o.default) for o in options]
+
+
+def wait(client, sid, job, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = client.predict(sid, job, api_name="/job")
+        if state["finished"]:
+            return state
+        time.sleep(0.5)
+    raise TimeoutError(job)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, free_port):
+    workspace = tmp_path_factory.mktemp("workspace")
+    page, gui = launch(workspace, port=free_port(), block=False)
+    yield page, gui, Client(page.local_url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def fitted(app):
+    """Two fits submitted at once: the second is queued behind the first, then both finish."""
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    first = client.predict(sid, DEMO, "hashgrid", FIT, {}, None, 120, 1.0, api_name="/fit")
+    second = client.predict(sid, DEMO, "tensorf-cp", {}, {}, None, 120, 1.0, api_name="/fit")
+    queued = gui.trainings.state(second, sid)
+    assert queued.status == "queued" and queued.queue_position == 1
+    runs = [wait(client, sid, job) for job in (first, second)]
+    assert [r["status"] for r in runs] == ["done", "done"], runs
+    return sid, [r["result"] for r in runs]
+
+
+def test_photos_are_uploaded_checked_and_processed(app, data_root):
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    photos = sorted((data_root / "sceaux-castle" / "images").iterdir())[:6]
+    message = client.predict(sid, [handle_file(p) for p in photos],
+                             *values(gui.forms.process, max_side=600, num_threads=2), api_name="/upload")
+    assert "6 file(s) accepted" in message
+    job = message.rsplit(" ", 1)[-1]
+    state = wait(client, sid, job)
+    assert state["status"] == "done", state
+    result = state["result"]
+    assert result["total"] == 6 and len(result["registered"]) + len(result["failed"]) == 6
+    assert len(result["registered"]) >= 5
+    figure, text = client.predict(sid, result["dataset"], api_name="/dataset")
+    assert Path(result["dataset"]).name in text and figure is not None
+
+
+def test_fit_view_export_download_and_reread(app, fitted):
+    page, gui, client = app
+    sid, (run, _) = fitted
+    image = np.asarray(Image.open(client.predict(sid, run, 30, 20, 4.0, 40, "rgb", 128, api_name="/render")))
+    assert image.shape[:2] == (128, 128) and image.std() > 10  # the shapes, not a blank frame
+    glb, downloads, report = client.predict(sid, run, *values(gui.forms.mesh, resolution=64), api_name="/export_mesh")
+    assert "faces" in report
+    by_suffix = {Path(p).suffix: Path(p) for p in downloads}
+    assert {".ply", ".obj", ".glb", ".json"} <= set(by_suffix)
+    for suffix in (".ply", ".obj", ".glb"):
+        mesh = trimesh.load(by_suffix[suffix], force="mesh")
+        assert len(mesh.faces) > 1000
+        assert np.abs(mesh.bounds).max() < 1.6  # inside the shapes scene's box
+    assert Path(glb).suffix == ".glb"
+    # the exported files also stay in the run folder
+    assert (Path(run) / "exports" / "mesh-mc.obj").is_file()
+
+
+def test_compare_renders_each_run_from_one_camera(app, fitted):
+    page, gui, client = app
+    sid, runs = fitted
+    table, image = client.predict(sid, runs, "rgb", 96, api_name="/compare")
+    assert [row[2] for row in table["data"]] == ["hashgrid", "tensorf-cp"]
+    psnr = table["headers"].index("psnr")
+    assert all(row[psnr] > 12 for row in table["data"])
+    assert np.asarray(Image.open(image)).shape[1] >= 2 * 96  # side by side
+
+
+def test_sessions_are_kept_apart_and_paths_stay_inside(app, fitted):
+    page, gui, client = app
+    sid, (run, _) = fitted
+    other = client.predict(None, api_name="/session")[0]
+    assert other != sid
+    with pytest.raises(AppError, match="outside this session's workspace"):
+        client.predict(other, run, 30, 20, 4.0, 40, "rgb", 64, api_name="/render")
+    with pytest.raises(AppError, match="outside this session's workspace"):
+        client.predict(sid, str(Path(run) / ".." / ".." / ".." / ".." / ".." / ".."), api_name="/dataset")
+    with pytest.raises(AppError, match="no job"):
+        client.predict(other, "fit-1", api_name="/job")
+    # a malformed session id is never a path: it starts a new, empty session
+    assert client.predict("../../etc", api_name="/session")[0] not in ("../../etc", sid)
+
+
+def test_hostile_upload_is_refused_and_leaves_nothing(app, tmp_path):
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("ok.png", b"\x89PNG not really")
+        z.writestr("../escape.png", b"x")
+    with pytest.raises(AppError, match="escape.png"):
+        client.predict(sid, [handle_file(evil)], *values(gui.forms.process), api_name="/upload")
+    uploads = gui.workspace.session(sid).uploads
+    assert list(uploads.iterdir()) == []
+    assert not (uploads.parent.parent / "escape.png").exists()
+
+
+def test_restarted_gui_lists_the_runs_and_resumes_one(app, fitted, tmp_path, free_port):
+    page, gui, client = app
+    sid, (run, _) = fitted
+    page2, gui2 = launch(gui.workspace.root, port=free_port(), block=False)
+    try:
+        client2 = Client(page2.local_url, verbose=False, download_files=str(tmp_path))
+        listed = client2.predict(sid, api_name="/session")
+        assert listed[0] == sid
+        runs_table = listed[-2]
+        assert run in [row[0] for row in runs_table["data"]]
+        client2.predict(sid, run, 0.05, api_name="/resume_run")
+        job = gui2.latest(sid, "fit")
+        state = wait(client2, sid, job.id)
+        assert state["status"] == "done", state
+        assert gui2.trainings.state(job.id, sid).info["step"] > 120  # it went on from step 120
+    finally:
+        page2.close()
