@@ -49,9 +49,10 @@ class FitTask:
 
         def on_step(s: TrainState) -> None:
             nonlocal last_preview
-            if s.step % HISTORY_EVERY == 0:
+            evaluated = job.trainer.last_eval_step == s.step  # a held-out point only where one was measured
+            if s.step % HISTORY_EVERY == 0 or evaluated:
                 history.append({"step": s.step, "seconds": round(s.seconds, 2), "loss": _finite(s.loss),
-                                "psnr": _finite(s.train_psnr), "eval_psnr": _finite(s.eval_psnr)})
+                                "psnr": _finite(s.train_psnr), "eval_psnr": _finite(s.eval_psnr) if evaluated else None})
             info: dict[str, Any] = {"step": s.step, "loss": _finite(s.loss), "psnr": _finite(s.train_psnr),
                                     "eval_psnr": _finite(s.eval_psnr), "samples_per_ray": s.samples_per_ray,
                                     "rays_per_second": s.rays_per_second, "eta_seconds": s.eta_seconds}

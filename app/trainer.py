@@ -336,14 +336,16 @@ class Trainer:
         self.state.done = True
 
     @torch.no_grad()
-    def render_view(self, cameras, index: int, background: Tensor | None = None) -> dict[str, Tensor]:
-        """Render camera `index` of `cameras` ('rgb' [H, W, 3], 'depth', 'opacity', 'samples_per_ray')."""
+    def render_view(self, cameras, index: int, background: Tensor | None = None,
+                    cone_angle: float | None = None) -> dict[str, Tensor]:
+        """Render camera `index` of `cameras` ('rgb' [H, W, 3], 'depth', 'opacity', 'samples_per_ray');
+        `cone_angle` replaces the training one (the step's growth with distance)."""
         self.model.eval()
         cams = cameras.to(self.device)
         rays = cams.image_rays(index)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
         out = render_image(rays.origins, rays.directions, self.grid, self.shade, step_size=self.step_size,
-                           near=cams.near, far=cams.far, cone_angle=self.cone_angle,
+                           near=cams.near, far=cams.far, cone_angle=self.cone_angle if cone_angle is None else cone_angle,
                            max_samples=self.config.max_samples, background=bg,
                            chunk=self.config.chunk or (2**18 if self.device.type == "cuda" else 8192))
         return {k: v.reshape(cams.height, cams.width, *v.shape[1:]) for k, v in out.items()}

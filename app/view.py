@@ -231,7 +231,10 @@ class RunView:
         """uint8 [H, W, 3] of camera 0 of `camera`: colour on white, depth colour-mapped, or opacity as grey."""
         if output not in OUTPUTS:
             raise UserError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
-        out = self.trainer.render_view(camera, 0)
+        # Steps at least one pixel's footprint long (dt = t / focal): a 128-px view marches ~3x fewer
+        # samples than the training step gives, at 48 dB from the exact render (BENCHMARKS.md).
+        cone = max(self.trainer.cone_angle, 1.0 / float(camera.fy[0]))
+        out = self.trainer.render_view(camera, 0, cone_angle=cone)
         if output == "rgb":
             return to_uint8(out["rgb"])
         opacity = out["opacity"].float().cpu().numpy()  # [H, W]

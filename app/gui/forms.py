@@ -61,16 +61,18 @@ def _kind(annotation: Any) -> tuple[str, bool, tuple[str, ...] | None]:
     raise TypeError(f"no form input for a field of type {annotation!r}")
 
 
-def options(cls: type, prefix: str = "", choices: dict[str, tuple[str, ...]] | None = None) -> list[Option]:
-    """Every option of dataclass `cls`; `choices` names the allowed values of plain-str fields."""
+def options(cls: type, prefix: str = "", choices: dict[str, tuple[str, ...]] | None = None,
+            defaults: Any = None) -> list[Option]:
+    """Every option of dataclass `cls`, with the values of `defaults` (an instance; default `cls()`)
+    as the form's initial values; `choices` names the allowed values of plain-str fields."""
     hints, docs, found = typing.get_type_hints(cls), field_docs(cls), []
-    defaults = cls()
+    defaults = cls() if defaults is None else defaults
     for f in dataclasses.fields(cls):
         if f.name.startswith("_"):
             continue
         default = getattr(defaults, f.name)
         if dataclasses.is_dataclass(hints[f.name]):
-            found += options(hints[f.name], f"{prefix}{f.name}.", choices)
+            found += options(hints[f.name], f"{prefix}{f.name}.", choices, default)
             continue
         kind, optional, literal = _kind(hints[f.name])
         name = prefix + f.name

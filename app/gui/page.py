@@ -44,7 +44,9 @@ SETTLE_SECONDS = 0.3  # a view that rests this long after a coarse preview is re
 OUTPUTS = ("rgb", "depth", "opacity")
 # Options the page sets itself (the budget) or that need a GUI of their own, left out of the forms.
 TRAINER_OWN = ("steps", "minutes")
-GUI_TRAINER = TrainerConfig(eval_every=0, checkpoint_every=500)  # a paused or closed GUI loses little
+# The GUI's trainer defaults: a held-out point on the PSNR curve every 500 steps (4 views: cheap),
+# and a checkpoint as often, so a GUI that is closed or killed loses little.
+GUI_TRAINER = TrainerConfig(eval_every=500, eval_max_views=4, checkpoint_every=500)
 
 
 def _user_errors(fn):
@@ -77,7 +79,7 @@ class Gui:
         self._moves: dict[str, int] = {}  # per session: coarse previews so far (see `settle`)
         self.forms = Forms(
             forms.options(ProcessConfig),
-            [o for o in forms.options(TrainerConfig) if o.name not in TRAINER_OWN],
+            [o for o in forms.options(TrainerConfig, defaults=GUI_TRAINER) if o.name not in TRAINER_OWN],
             forms.options(MeshExportConfig, choices={"method": METHODS, "format": FORMATS, "colors": COLORINGS,
                                                      "views": ("train", "sphere")}),
             {name: forms.options(fields.config_class(name)) for name in fields.names()
@@ -223,7 +225,7 @@ class Gui:
         if "step" in i:
             eta = "-" if i.get("eta_seconds") is None else f"{i['eta_seconds']:.0f} s"
             psnr = "-" if i.get("psnr") is None else f"{i['psnr']:.2f} dB"
-            lines.append(f"{100 * job.progress:.0f}% · step {i['step']} · loss {i['loss'] or math.nan:.4f} · "
+            lines.append(f"{bar(job.progress)} · step {i['step']} · loss {i['loss'] or math.nan:.4f} · "
                          f"train PSNR {psnr} · {i['samples_per_ray']:.1f} samples/ray · "
                          f"{i['rays_per_second'] / 1000:.1f}k rays/s · ETA {eta}")
         if i.get("final_psnr") is not None:
@@ -245,7 +247,8 @@ class Gui:
             lists = self.refresh(sid)
         history = pd.DataFrame((fit.info.get("history") if fit else None) or [],
                                columns=["step", "seconds", "loss", "psnr", "eval_psnr"], dtype=float)
-        psnr = history.melt(id_vars=["seconds"], value_vars=["psnr"], var_name="series", value_name="dB").dropna()
+        psnr = history.rename(columns={"psnr": "training rays", "eval_psnr": "held-out views"}).melt(
+            id_vars=["seconds"], value_vars=["training rays", "held-out views"], var_name="series", value_name="dB").dropna()
         preview = fit.info.get("preview") if fit else None
         return (self.fit_status(fit), history[["seconds", "loss"]].dropna(), psnr,
                 preview if preview is not None else gr.skip(), self.process_status(proc), self.jobs_table(sid), *lists)
@@ -254,7 +257,7 @@ class Gui:
     def process_status(job: JobState | None) -> str:
         if job is None:
             return ""
-        text = f"**{job.title}** · {job.status} · {100 * job.progress:.0f}% · {job.message}"
+        text = f"**{job.title}** · {job.status} · {bar(job.progress)} · {job.message}"
         if job.queue_position:
             text += f" · position {job.queue_position} in the queue"
         if job.error:
@@ -410,6 +413,12 @@ class Gui:
         steps, budget = (None, None) if not extra else (10**9, summary["seconds"] / 60 + extra)
         task = FitTask(lambda: FitJob.resume(path, steps=steps, minutes=budget), f"resume {summary['field']} {path.name}")
         return self.fit_status(self.trainings.submit(task, session.id))
+
+
+def bar(progress: float, width: int = 20) -> str:
+    """A text progress bar: `██████░░░░ 60%`."""
+    done = round(width * progress)
+    return f"`{'█' * done}{'░' * (width - done)}` {100 * progress:.0f}%"
 
 
 def _vertex_colored(mesh):

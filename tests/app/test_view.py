@@ -19,7 +19,7 @@ from onefield.app.metrics import psnr
 from onefield.app.runs import DataSpec
 from onefield.app.trainer import TrainerConfig
 from onefield.app.view import (Orbit, RunView, colorize_depth, compare_runs, open_view, run_summary, side_by_side,
-                               turbo)
+                               to_uint8, turbo)
 from onefield.errors import UserError
 from onefield.scenes.rays import look_at
 
@@ -94,6 +94,17 @@ def test_orbit_of_a_held_out_camera_renders_that_view(view):
         reference = view.trainer.render_view(held, i)["rgb"].clamp(0, 1)
         # the orbit keeps `up` upright, the views were made with z up: a roll of ~2 degrees remains
         assert psnr(ours, reference) > 24
+
+
+def test_view_steps_one_pixel_footprint_and_matches_the_exact_render(view):
+    """The view marches with dt >= t / focal: fewer samples at a low resolution, the same image."""
+    camera = view.camera(view.default_orbit(), 128)
+    exact = view.trainer.render_view(camera, 0)
+    coarse = view.trainer.render_view(camera, 0, cone_angle=1.0 / float(camera.fy[0]))
+    assert float(coarse["samples_per_ray"].float().mean()) < 0.8 * float(exact["samples_per_ray"].float().mean())
+    ours = as_float(view.render_camera(camera))
+    assert torch.equal(ours, as_float(to_uint8(coarse["rgb"])))  # the view renders with the footprint step
+    assert psnr(ours, exact["rgb"].clamp(0, 1)) > 40
 
 
 def test_render_shape_aspect_and_content(view):

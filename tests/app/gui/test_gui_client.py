@@ -3,17 +3,22 @@ two fits queued on the demo scene (the second waits its turn), a view rendered, 
 downloaded in three formats and re-read with trimesh, two runs compared, sessions kept apart, and a
 restarted GUI that lists the runs and resumes one."""
 
+import inspect
+import json
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import imageio.v3 as iio
 import trimesh
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from onefield.app import cli
+from onefield.app.checkpoint import find_checkpoint
 from onefield.app.gui import launch
 from onefield.app.gui.page import DEMO
 
@@ -23,6 +28,10 @@ FIT = {"log2_table_size": 15, "max_resolution": 256}  # small: each fit takes se
 def values(options, **overrides):
     """A generated form's inputs: the defaults, with `overrides` by option name."""
     return [overrides.get(o.name.replace(".", "__"), o.default) for o in options]
+
+
+def load_step(run: Path) -> int:
+    return json.loads((find_checkpoint(run) / "trainer.json").read_text())["state"]["step"]
 
 
 def wait(client, sid, job, timeout=240):
@@ -148,3 +157,62 @@ def test_restarted_gui_lists_the_runs_and_resumes_one(app, fitted, tmp_path, fre
         assert gui2.trainings.state(job.id, sid).info["step"] > 120  # it went on from step 120
     finally:
         page2.close()
+
+
+def wait_for(condition, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(0.2)
+
+
+def test_pause_resume_and_stop_keep_the_work(app):
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    job = client.predict(sid, DEMO, "hashgrid", FIT, {"checkpoint_every": 0}, 10, None, 1.0, api_name="/fit")
+    state = gui.trainings.state(job, sid)
+    wait_for(lambda: state.info.get("step", 0) >= 20)
+    client.predict(sid, api_name="/pause")
+    wait_for(lambda: state.status == "paused")
+    run = Path(state.info["run"])
+    paused_at = state.info["step"]
+    assert find_checkpoint(run) and load_step(run) == paused_at  # pausing saved the run
+    time.sleep(1.0)
+    assert state.info["step"] == paused_at  # nothing trains while paused
+    client.predict(sid, api_name="/resume")
+    wait_for(lambda: state.info["step"] > paused_at + 5)
+    client.predict(sid, api_name="/stop")
+    final = wait(client, sid, job)
+    assert final["status"] == "stopped"
+    assert load_step(run) == state.info["step"] > paused_at  # stopping saved it too: resumable
+
+
+def test_a_failed_job_shows_its_error_and_the_page_goes_on(app, fitted):
+    page, gui, client = app
+    sid, (run, _) = fitted
+    broken = gui.workspace.session(sid).data / "not-a-dataset"
+    broken.mkdir()
+    job = client.predict(sid, str(broken), "hashgrid", FIT, {}, None, 50, 1.0, api_name="/fit")
+    state = wait(client, sid, job)
+    assert state["status"] == "failed" and "not-a-dataset" in state["error"]
+    image = client.predict(sid, run, 0, 20, 4.0, 40, "depth", 48, api_name="/render")
+    assert np.asarray(Image.open(image)).shape[:2] == (48, 48)
+
+
+def test_turntable_and_point_cloud(app, fitted):
+    page, gui, client = app
+    sid, (run, _) = fitted
+    video = client.predict(sid, run, 20, 3.6, 40, "rgb", 48, api_name="/turntable")
+    video = video["video"] if isinstance(video, dict) else video
+    assert len(iio.imread(video)) == 48
+    cloud, message = client.predict(sid, run, *values(gui.forms.mesh), api_name="/export_pointcloud")
+    points = trimesh.load(cloud)
+    assert len(points.vertices) > 500 and f"{len(points.vertices):,} points" in message
+
+
+def test_serves_this_machine_only_unless_told(app):
+    page, gui, client = app
+    assert page.local_url.startswith("http://127.0.0.1:") and not page.share
+    defaults = inspect.signature(cli.gui).parameters
+    assert defaults["host"].default == "127.0.0.1" and defaults["share"].default is False
