@@ -221,6 +221,38 @@ def slim(run: Positional[Path], rank: tuple[int, ...], device: str | None = None
     return 0
 
 
+def compare(runs: Positional[tuple[Path, ...]], size: int = 256, output: Literal["rgb", "depth", "opacity"] = "rgb",
+            out: Path | None = None, device: str | None = None) -> int:
+    """Compare runs (usually of one scene): held-out PSNR / SSIM, size, parameters and training time in
+    a table, and the same camera (the first run's default orbit) rendered by each, side by side.
+
+    Args:
+        runs: run folders written by `onefield fit`.
+        size: longer side of each rendered image, pixels.
+        output: what to render: rgb, depth or opacity.
+        out: image file of the side-by-side renders (default: compare.png in the current folder).
+        device: cpu or cuda.
+    """
+    import imageio.v3 as iio
+
+    from .view import compare_runs, side_by_side
+
+    _show_warnings()
+    try:
+        rows, images = compare_runs(list(runs), None, size, output, device or "cpu")
+    except USER_ERRORS as error:
+        return _fail("compare", error)
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    print(f"{'field':<11} {'PSNR':>6} {'SSIM':>6} {'MB':>7} {'params':>10} {'steps':>7} {'seconds':>8}  run")
+    for r in rows:
+        print(f"{r['field']:<11} {fmt(r['psnr'], '6.2f')} {fmt(r['ssim'], '6.4f')} {r['size_mb']:7.2f} "
+              f"{r['parameters']:>10,d} {fmt(r['steps'], '7d')} {fmt(r['seconds'], '8.0f')}  {r['run']}")
+    path = out or Path("compare.png")
+    iio.imwrite(path, side_by_side(images, [f"{r['field']} ({Path(r['run']).name})" for r in rows]))
+    print(f"renders: {path.resolve()}")
+    return 0
+
+
 def demo(out: Path = Path("runs"), minutes: float = 1.5, size: int = 100, views: int = 64,
          device: str = "cpu") -> int:
     """Make the built-in procedural scene, fit it, evaluate it and render it, then print a summary.
@@ -377,7 +409,7 @@ def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("works
 
 
 COMMANDS: dict[str, Callable[..., int]] = {
-    "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "slim": slim,
+    "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "compare": compare, "slim": slim,
     "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
 
 

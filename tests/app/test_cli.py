@@ -55,6 +55,11 @@ def test_fit_eval_render(shapes_scene, tmp_path, capsys):
     assert len(frames) == 6 and frames[0].shape == (40, 40, 3)
     assert frames[0].std() > 5  # not a blank frame
 
+    assert main(["compare", str(run), str(run), "--size", "32", "--out", str(tmp_path / "cmp.png")]) == 0
+    table = capsys.readouterr().out
+    assert table.count(f"{metrics['mean']['psnr']:.2f}") == 2 and "hashgrid" in table
+    assert iio.imread(tmp_path / "cmp.png").shape[1] >= 2 * 32
+
     assert main(["resume", str(run), "--steps", "30"]) == 0
     trainer_json = json.loads((run / "checkpoints" / "latest" / "trainer.json").read_text())
     assert trainer_json["state"]["step"] == 30
