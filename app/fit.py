@@ -16,8 +16,9 @@ from .runs import DataSpec, RunConfig, build_model, check_output_folder, new_run
 from .trainer import EvalResult, Trainer, TrainerConfig, TrainingDiverged, TrainState
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x
+def finite(x: float | None) -> float | None:
+    """x, or None where it is missing or not finite (JSON has no NaN)."""
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
 class FitJob:
@@ -79,7 +80,7 @@ class FitJob:
             for state in trainer.iterate():
                 if state.step % 50 == 0:
                     self._log({"event": "train", "step": state.step, "seconds": round(state.seconds, 3),
-                               "loss": _finite(state.loss), "psnr": _finite(state.train_psnr), "rays": state.rays,
+                               "loss": finite(state.loss), "psnr": finite(state.train_psnr), "rays": state.rays,
                                "samples_per_ray": state.samples_per_ray})
                 if state.eval_psnr is not None and trainer.last_eval_step != last_eval_step:
                     last_eval_step = trainer.last_eval_step

@@ -116,14 +116,18 @@ def check_output_folder(path: Path) -> Path:
     return path
 
 
+def unique_child(folder: Path, name: str) -> Path:
+    """`folder/name`, or `folder/name-2`, `-3`... when taken."""
+    path, n = Path(folder) / name, 1
+    while path.exists():
+        n += 1
+        path = Path(folder) / f"{name}-{n}"
+    return path
+
+
 def new_run_dir(out: Path, scene: str, backend: str) -> Path:
     check_output_folder(out)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(out) / scene / backend
-    run_dir, n = base / stamp, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base / f"{stamp}-{n}"
+    run_dir = unique_child(Path(out) / scene / backend, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     for sub in ("checkpoints", "renders", "exports"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     return run_dir

@@ -1,7 +1,7 @@
-"""The engine's jobs behind the queue's `Job` protocol (app/jobs.py): a fit (created or resumed),
-structure-from-motion, and any one-shot piece of work (an export, a video, the demo scene). Each
-adapter only relays the engine's own progress; the work itself stays in `FitJob`, `process` and
-the exporters."""
+"""The engine's long jobs behind the queue's `Job` protocol (app/jobs.py): a fit (created or
+resumed) and structure-from-motion. Each adapter only relays the engine's own progress; the work
+itself stays in `FitJob` and `process`. (Renders and exports take seconds: the GUI runs them in
+the request, behind gradio's queue.)"""
 
 import math
 import time
@@ -15,46 +15,42 @@ import torch
 
 from onefield.scenes.sfm import ProcessConfig, process
 
-from .checkpoint import save_checkpoint
-from .evaluate import to_uint8
-from .fit import FitJob
+from .fit import FitJob, finite
 from .jobs import Control
 from .trainer import TrainState
+from .view import to_uint8
 
 PREVIEW_SIDE = 160  # px, longest side of the live preview: a few hundred ms on a CPU
 HISTORY_EVERY = 10  # steps between the points of the live loss / PSNR curves
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 @dataclass
 class FitTask:
-    """A fit in the background: the live curves, a held-out view beside its ground truth every
-    `preview_every` seconds, and a checkpoint whenever it is paused or stopped."""
+    """A fit in the background: the live curves, and a held-out view beside its ground truth every
+    `preview_every` seconds. A pause or stop saves a checkpoint (FitJob.run); `resumed()` goes on
+    from it."""
 
     open_job: Callable[[], FitJob]  # FitJob.create or FitJob.resume; runs in the worker (it reads the data)
     title: str
     preview_every: float = 5.0
     kind: str = field(default="fit", init=False)
-    job: FitJob | None = field(default=None, init=False)
+    run_dir: Path | None = field(default=None, init=False)
 
     def run(self, control: Control) -> Path:
-        job = self.job = self.open_job()
-        control.report(message=f"run {job.run_dir}", run=str(job.run_dir), history=[])
-        control.on_pause = lambda: save_checkpoint(job.run_dir, job.trainer)
-        history: list[dict[str, Any]] = control.state.info["history"]
+        job = self.open_job()
+        self.run_dir = job.run_dir
+        control.update(message=f"run {job.run_dir}", run=str(job.run_dir))
+        history: list[dict[str, Any]] = control.state.info.setdefault("history", [])  # kept across a pause
         last_preview = -math.inf
 
         def on_step(s: TrainState) -> None:
             nonlocal last_preview
             evaluated = job.trainer.last_eval_step == s.step  # a held-out point only where one was measured
             if s.step % HISTORY_EVERY == 0 or evaluated:
-                history.append({"step": s.step, "seconds": round(s.seconds, 2), "loss": _finite(s.loss),
-                                "psnr": _finite(s.train_psnr), "eval_psnr": _finite(s.eval_psnr) if evaluated else None})
-            info: dict[str, Any] = {"step": s.step, "loss": _finite(s.loss), "psnr": _finite(s.train_psnr),
-                                    "eval_psnr": _finite(s.eval_psnr), "samples_per_ray": s.samples_per_ray,
+                history.append({"step": s.step, "seconds": round(s.seconds, 2), "loss": finite(s.loss),
+                                "psnr": finite(s.train_psnr), "eval_psnr": finite(s.eval_psnr) if evaluated else None})
+            info: dict[str, Any] = {"step": s.step, "loss": finite(s.loss), "psnr": finite(s.train_psnr),
+                                    "eval_psnr": finite(s.eval_psnr), "samples_per_ray": s.samples_per_ray,
                                     "rays_per_second": s.rays_per_second, "eta_seconds": s.eta_seconds}
             if time.monotonic() - last_preview >= self.preview_every:
                 info["preview"] = self.preview(job)
@@ -63,10 +59,18 @@ class FitTask:
 
         job.run(on_step)
         final = job.final_eval
-        control.report(1.0, "done" if final is None else f"held-out PSNR {final.mean_psnr:.2f} dB",
+        control.update(1.0, "done" if final is None else f"held-out PSNR {final.mean_psnr:.2f} dB",
                        preview=self.preview(job), final_psnr=None if final is None else final.mean_psnr,
                        final_ssim=None if final is None else final.mean_ssim)
         return job.run_dir
+
+    def resumed(self) -> "FitTask":
+        """The continuation after a pause: the run from its checkpoint (or, paused before the run
+        was made, the same start)."""
+        if self.run_dir is None:
+            return FitTask(self.open_job, self.title, self.preview_every)
+        run_dir = self.run_dir
+        return FitTask(lambda: FitJob.resume(run_dir), self.title, self.preview_every)
 
     @staticmethod
     def preview(job: FitJob) -> np.ndarray:
@@ -98,16 +102,3 @@ class ProcessTask:
         result = process(self.source, self.out, self.config, progress=lambda f, message: control.report(f, message))
         return {"dataset": str(result.out), "registered": result.registered, "failed": result.failed,
                 "total": result.total, "seconds": result.seconds}
-
-
-@dataclass
-class CallTask:
-    """One-shot work with no steps of its own (an export, a video, the demo scene)."""
-
-    kind: str
-    title: str
-    call: Callable[[], Any]
-
-    def run(self, control: Control) -> Any:
-        control.report(0.0, self.title)
-        return self.call()

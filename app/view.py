@@ -180,26 +180,29 @@ def checkpoint_key(folder: Path) -> tuple[int | None, int]:
 class RunView:
     """A run's newest checkpoint, opened once and rendered from any orbit."""
 
-    def __init__(self, run_dir: Path, device: str = "cpu"):
+    def __init__(self, run_dir: Path, device: str = "cpu", previous: "RunView | None" = None):
         self.run_dir = Path(run_dir).resolve()
         self.config = RunConfig.load(self.run_dir)
         self.device = torch_device(device)
         checkpoint = find_checkpoint(self.run_dir)
         self.key = checkpoint_key(checkpoint)
         model, grid = load_field(self.config, checkpoint, self.device)
-        train, held_out, _ = self.config.data.load()
-        self.train_cameras: Cameras = train.cameras
-        self.held_out_cameras: Cameras | None = held_out.cameras if held_out is not None else None
-        # The trainer only renders here, which reads poses, never pixels: a zero-stride stand-in
-        # keeps the training images (hundreds of MB at full size) out of the cache.
-        n, h, w = len(train), train.cameras.height, train.cameras.width
-        stand_in = torch.zeros(1, 1, 1, 4, dtype=torch.uint8, device=self.device).expand(n, h, w, 4)
-        poses = dataclasses.replace(train, images=stand_in)
+        if previous is not None and previous.config == self.config:
+            poses, self.held_out_cameras = previous.trainer.train_data, previous.held_out_cameras  # no re-decoding
+        else:
+            train, held_out, _ = self.config.data.load()
+            self.held_out_cameras = held_out.cameras if held_out is not None else None
+            # The trainer only renders here, which reads poses, never pixels: a zero-stride stand-in
+            # keeps the training images (hundreds of MB at full size) out of the cache.
+            n, h, w = len(train), train.cameras.height, train.cameras.width
+            stand_in = torch.zeros(1, 1, 1, 4, dtype=torch.uint8, device=self.device).expand(n, h, w, 4)
+            poses = dataclasses.replace(train, images=stand_in)
+        self.train_cameras: Cameras = poses.cameras
         self.trainer = Trainer(model, grid, poses, self.config.trainer_config(), None, self.device)
         load_progress(self.trainer, checkpoint)
         aabb = torch.tensor(self.config.aabb)
         self.center: Tensor = (aabb[:3] + aabb[3:]) / 2  # [3]
-        self.up: Tensor = orbit_up(train.cameras)  # [3]
+        self.up: Tensor = orbit_up(poses.cameras)  # [3]
 
     @property
     def step(self) -> int:
@@ -271,13 +274,19 @@ def open_view(run_dir: Path, device: str = "cpu") -> RunView:
     when a newer checkpoint has been saved since."""
     run_dir = Path(run_dir).resolve()
     RunConfig.load(run_dir)  # a folder that is no run says so, not that it lacks a checkpoint
-    key = checkpoint_key(find_checkpoint(run_dir))
-    with _views_lock:
-        view = _views.get((run_dir, device))
-        if view is not None and view.key == key:
-            _views.move_to_end((run_dir, device))
-            return view
-    view = RunView(run_dir, device)  # outside the lock: loading takes seconds, other runs need not wait
+    for attempt in range(3):  # a run still training renames its checkpoint folders as it saves
+        try:
+            key = checkpoint_key(find_checkpoint(run_dir))
+            with _views_lock:
+                previous = _views.get((run_dir, device))
+                if previous is not None and previous.key == key:
+                    _views.move_to_end((run_dir, device))
+                    return previous
+            view = RunView(run_dir, device, previous)  # outside the lock: other runs need not wait
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     with _views_lock:
         _views[(run_dir, device)] = view
         _views.move_to_end((run_dir, device))

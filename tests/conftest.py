@@ -77,3 +77,15 @@ def shapes_scene(tmp_path_factory):
     from onefield.scenes import make_shapes_scene
 
     return make_shapes_scene(tmp_path_factory.mktemp("shapes"), n_train=24, n_test=6, size=40)
+
+
+@pytest.fixture(scope="session")
+def free_port():
+    """A function returning a free local port (for the GUI tests' servers)."""
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return pick

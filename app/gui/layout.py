@@ -3,17 +3,18 @@ the config dataclasses (`forms.py`); every registered backend gets one, shown wh
 
 import gradio as gr
 
-from onefield import fields
 from onefield.scenes.sfm import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 from . import forms
-from .page import DEMO, OUTPUTS, Gui
+from ..view import OUTPUTS
+from .page import DEMO, Gui
 
 POLL_SECONDS = 2.0
 
 
 def build(gui: Gui) -> gr.Blocks:
-    with gr.Blocks(title="onefield") as page:
+    # gradio's own copies of what the page showed are dropped after an hour
+    with gr.Blocks(title="onefield", delete_cache=(3600, 3600)) as page:
         sid = gr.BrowserState(None, storage_key="onefield-session", secret=gui.workspace.secret)
         gr.Markdown("# onefield")
         # Lists of datasets and runs differ per session, so gradio cannot check a value against them:
@@ -39,8 +40,8 @@ def build(gui: Gui) -> gr.Blocks:
             with gr.Tab("Fit", id="fit"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        backend = gr.Dropdown(list(gui.forms.backends), value=fields.names()[0] if "hashgrid" not in
-                                              gui.forms.backends else "hashgrid", label="field backend", elem_id="backend")
+                        backend = gr.Dropdown(list(gui.forms.backends), label="field backend", elem_id="backend",
+                                              value="hashgrid" if "hashgrid" in gui.forms.backends else next(iter(gui.forms.backends)))
                         with gr.Row():
                             minutes = gr.Number(2.0, label="minutes", elem_id="minutes")
                             steps = gr.Number(None, label="steps (optional)", precision=0, elem_id="steps")
@@ -110,8 +111,7 @@ def build(gui: Gui) -> gr.Blocks:
 
         run_lists = [view_run, export_run, compare_runs, runs_run]
         page.load(gui.start, sid, [sid, dataset, *run_lists, runs_table, banner], api_name="session")
-        upload_btn.click(gui.upload, [sid, files, *process_inputs], upload_msg, api_name="upload",
-                         concurrency_limit=2)
+        upload_btn.click(gui.upload, [sid, files, *process_inputs], [upload_msg, files], api_name="upload")
         dataset.change(gui.show_dataset, [sid, dataset], [scene, dataset_msg], api_name="dataset")
         backend.change(lambda b: [gr.update(visible=n == b) for n in groups], backend, list(groups.values()),
                        api_name=False)
@@ -124,17 +124,20 @@ def build(gui: Gui) -> gr.Blocks:
                                    dataset, *run_lists, runs_table],
                    api_name=False, show_progress="hidden")
 
+        # Every render of the View shares one pool of two workers (two cores), whichever control asked.
+        renders = {"concurrency_id": "render", "concurrency_limit": 2}
         orbit = [sid, view_run, azimuth, elevation, distance, fov, output, size]
         view_run.change(gui.view_defaults, [sid, view_run], [azimuth, elevation, distance, fov, view_image],
-                        api_name=False)
+                        api_name=False, **renders)
         for slider in (azimuth, elevation, distance, fov):  # coarse while it moves, full once it rests
             slider.change(gui.preview, orbit, view_image, trigger_mode="always_last", show_progress="hidden",
-                          api_name=False).then(gui.settle, orbit, view_image, show_progress="hidden", api_name=False)
+                          api_name=False, **renders).then(gui.settle, orbit, view_image, show_progress="hidden",
+                                                         api_name=False, **renders)
         for control in (output, size):
-            control.change(gui.render, orbit, view_image, trigger_mode="always_last", api_name=False)
-        gr.Button(visible=False).click(gui.render, orbit, view_image, api_name="render")
+            control.change(gui.render, orbit, view_image, trigger_mode="always_last", api_name=False, **renders)
+        gr.Button(visible=False).click(gui.render, orbit, view_image, api_name="render", **renders)
         turntable_btn.click(gui.turntable, [sid, view_run, elevation, distance, fov, output, size], video,
-                            api_name="turntable")
+                            api_name="turntable", **renders)
 
         mesh_btn.click(gui.export_mesh, [sid, export_run, *mesh_inputs], [model, downloads, export_msg],
                        api_name="export_mesh")

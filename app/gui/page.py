@@ -3,17 +3,20 @@
 Every handler takes the browser's session id first and works inside that session's folders
 (`workspace.py`). Trainings and structure-from-motion run in background queues (`app/jobs.py`), so
 closing the browser stops nothing and a reopened page shows them again; the page polls their
-plain state. Renders and exports run in the request itself, behind gradio's queue (one at a time
-per kind of request, the position shown to whoever waits). Nothing here trains or renders by
+plain state. Renders and exports run in the request itself, behind gradio's queue (renders share
+one group of two workers, exports one of one; whoever waits sees their position). Runs of the
+shared `WORKSPACE/runs` are read-only to a session: their exports and videos go to the session's
+folder, and resuming one continues a copy of it in the session. Nothing here trains or renders by
 itself: it calls the engine's jobs and the viewer (`app/view.py`).
 """
 
+import functools
 import math
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +31,24 @@ from onefield.scenes import make_shapes_scene
 from onefield.scenes.sfm import ProcessConfig
 
 from .. import view
+from ..checkpoint import MissingRunFile, find_checkpoint
 from ..fit import FitJob
-from ..jobs import FINISHED, JobQueue, JobState
-from ..mesh_config import COLORINGS, FORMATS, METHODS, MeshExportConfig
-from ..runs import DataSpec, RunConfig
+from ..jobs import FINISHED, PAUSED, QUEUED, RUNNING, JobQueue, JobState
+from ..mesh_config import COLORINGS, FORMATS, METHODS, CleanupConfig, MeshExportConfig
+from ..runs import DataSpec, RunConfig, unique_child
 from ..scene_plot import scene_figure
 from ..tasks import FitTask, ProcessTask
 from ..trainer import TrainerConfig
+from ..view import OUTPUTS
 from . import forms
 from .uploads import UploadLimits, stage_upload
-from .workspace import Session, Workspace, safe_name, unique_child
+from .workspace import Session, Workspace, safe_name
 
 DEMO = "demo: the built-in shapes scene"
 SETTLE_SECONDS = 0.3  # a view that rests this long after a coarse preview is rendered in full
-OUTPUTS = ("rgb", "depth", "opacity")
+MAX_SIZE, MAX_VIDEO_SIZE = 1024, 512  # px, longest side: a request cannot ask the server for more
+PUBLISHED_SECONDS = 3600  # copies handed to gradio are removed after an hour
+MAX_POINTS = 2000  # newest points of the live curves sent to the page
 # Options the page sets itself (the budget) or that need a GUI of their own, left out of the forms.
 TRAINER_OWN = ("steps", "minutes")
 # The GUI's trainer defaults: a held-out point on the PSNR curve every 500 steps (4 views: cheap),
@@ -51,13 +58,20 @@ GUI_TRAINER = TrainerConfig(eval_every=500, eval_max_views=4, checkpoint_every=5
 
 def _user_errors(fn):
     """Run a handler; a UserError becomes the page's error message (gradio's Error), nothing else breaks."""
+    @functools.wraps(fn)
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from error
-    wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
     return wrapped
+
+
+def _size(value: float, limit: int = MAX_SIZE) -> int:
+    size = int(value)
+    if not 16 <= size <= limit:
+        raise UserError(f"image size must be 16..{limit} px, got {size}")
+    return size
 
 
 @dataclass
@@ -71,11 +85,11 @@ class Forms:
 class Gui:
     def __init__(self, workspace: Workspace, limits: UploadLimits = UploadLimits(), trainings: int = 1):
         self.workspace, self.limits = workspace, limits
-        self.trainings = JobQueue(trainings)  # one training per CPU at a time by default
+        self.trainings = JobQueue(trainings)  # one training at a time by default
         self.work = JobQueue(1)  # structure-from-motion
         self._published = Path(tempfile.mkdtemp(prefix="onefield-gui-"))
         self._lock = threading.Lock()
-        self._finished: dict[str, int] = {}  # per session: finished jobs at the last poll
+        self._finished: dict[str, int] = {}  # per open page: finished jobs at its last poll
         self._moves: dict[str, int] = {}  # per session: coarse previews so far (see `settle`)
         self.forms = Forms(
             forms.options(ProcessConfig),
@@ -90,9 +104,29 @@ class Gui:
         return self.workspace.session(sid)
 
     def publish(self, path: Path) -> str:
-        """A copy of a workspace file in a folder gradio may serve (the workspace itself it may not)."""
+        """A copy of a workspace file in a folder gradio may serve (the workspace itself it may not);
+        copies older than an hour are removed."""
+        now = time.time()
+        for old in self._published.iterdir():
+            if now - old.stat().st_mtime > PUBLISHED_SECONDS:
+                shutil.rmtree(old, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(dir=self._published))
         return str(shutil.copy2(path, folder / path.name))
+
+    @staticmethod
+    def label(session: Session, path: Path | str) -> str:
+        """A path as the page shows it: inside the session or the shared folders, no session id."""
+        path = Path(path)
+        if path.is_relative_to(session.root):
+            return str(path.relative_to(session.root))
+        return "shared/" + str(path.relative_to(session.workspace.root))
+
+    @staticmethod
+    def output_dir(session: Session, run: Path, kind: str) -> Path:
+        """Where exports / renders of `run` go: the run's own folder, or for a shared run one of the session's."""
+        if run.is_relative_to(session.runs):
+            return run / kind
+        return session.root / kind / "-".join(run.parts[-3:])
 
     def jobs(self, sid: str) -> list[JobState]:
         return sorted(self.trainings.jobs(sid) + self.work.jobs(sid), key=lambda s: s.created)
@@ -101,9 +135,24 @@ class Gui:
         found = [s for s in self.jobs(sid) if s.kind == kind]
         return found[-1] if found else None
 
+    def current_fit(self, sid: str) -> JobState | None:
+        """The training the Fit panel shows and its buttons act on: the newest running or paused one,
+        else the newest queued one, else the newest."""
+        fits = [s for s in self.jobs(sid) if s.kind == "fit"]
+        for statuses in ((RUNNING, PAUSED), (QUEUED,)):
+            found = [s for s in fits if s.status in statuses]
+            if found:
+                return found[-1]
+        return fits[-1] if fits else None
+
     def run_choices(self, session: Session) -> list[tuple[str, str]]:
+        """Runs with a complete checkpoint (one that is still before its first lists as a job)."""
         labels = []
         for run in session.run_dirs():
+            try:
+                find_checkpoint(run)
+            except (MissingRunFile, FileNotFoundError):
+                continue
             where = "" if run.is_relative_to(session.runs) else " (shared)"
             labels.append((f"{run.parent.parent.name} / {run.parent.name} / {run.name}{where}", str(run)))
         return labels
@@ -128,7 +177,7 @@ class Gui:
     # ---- Data ---------------------------------------------------------------------------------
     def start(self, sid: str | None):
         """The session (a new one when the browser has none) and its lists."""
-        session = self.session(sid)
+        session = self.workspace.session(sid, create=True)
         runs = self.run_choices(session)
         run = runs[0][1] if runs else None
         return (session.id, gr.update(choices=self.dataset_choices(session)),
@@ -138,10 +187,12 @@ class Gui:
 
     @_user_errors
     def upload(self, sid: str, files: list[str] | None, *process_values):
-        """Check the upload, then queue structure-from-motion on it."""
+        """Check the upload, then queue structure-from-motion on it; the file input is cleared."""
         session = self.session(sid)
         config = ProcessConfig(**forms.read(self.forms.process, list(process_values)))
         paths = [Path(f) for f in files or []]
+        if any(not p.is_file() for p in paths):
+            raise UserError("the uploaded files are gone from the server (used already?): choose them again")
         dest = unique_child(session.uploads, safe_name(paths[0].name if paths else "upload"))
         try:
             staged = stage_upload([(p, p.name) for p in paths], dest, self.limits)
@@ -151,7 +202,8 @@ class Gui:
         source = staged.folder if staged.kind == "photos" else staged.folder / staged.names[0]
         out = unique_child(session.data, dest.name)
         job = self.work.submit(ProcessTask(source, out, config), session.id)
-        return f"{len(staged.names)} file(s) accepted ({staged.bytes / 1e6:.1f} MB); {job.title} queued as {job.id}"
+        return (f"{len(staged.names)} file(s) accepted ({staged.bytes / 1e6:.1f} MB); {job.title} queued as {job.id}",
+                gr.update(value=None))
 
     @_user_errors
     def show_dataset(self, sid: str, dataset: str):
@@ -188,7 +240,7 @@ class Gui:
                 field_options = forms.read(opts, list(values[offset:offset + len(opts)]))
             offset += len(opts)
         job = self.submit_fit(session, dataset, backend, field_options, trainer, float(downscale or 1))
-        return self.fit_status(job)
+        return self.fit_status(job, session)
 
     @staticmethod
     def budget(minutes: float | None, steps: float | None) -> dict[str, Any]:
@@ -201,20 +253,23 @@ class Gui:
                 minutes: float | None, steps: float | None, downscale: float) -> str:
         """For scripts (gradio_client): options as JSON objects; returns the job id."""
         session = self.session(sid)
+        known = {f.name for f in dataclass_fields(TrainerConfig)}
+        unknown = sorted(set(trainer_options or {}) - known)
+        if unknown:
+            raise UserError(f"unknown trainer option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         trainer = asdict(GUI_TRAINER) | (trainer_options or {}) | self.budget(minutes, steps)
         return self.submit_fit(session, dataset, backend, field_options or {}, trainer, float(downscale or 1)).id
 
     @_user_errors
     def control(self, sid: str, action: str):
-        """Pause, Resume or Stop the session's latest training."""
-        job = self.latest(sid, "fit")
+        """Pause, Resume or Stop the session's current training."""
+        job = self.current_fit(sid)
         if job is None or not job.active:
             raise UserError("no training is running in this session")
         getattr(self.trainings, action)(job.id, sid)
-        return self.fit_status(job)
+        return self.fit_status(job, self.session(sid))
 
-    @staticmethod
-    def fit_status(job: JobState | None) -> str:
+    def fit_status(self, job: JobState | None, session: Session) -> str:
         if job is None:
             return "no training yet"
         i, lines = job.info, [f"**{job.title}** · {job.status}"]
@@ -231,30 +286,33 @@ class Gui:
         if i.get("final_psnr") is not None:
             lines.append(f"held-out PSNR {i['final_psnr']:.2f} dB, SSIM {i['final_ssim']:.4f}")
         if "run" in i:
-            lines.append(f"run `{i['run']}`")
+            lines.append(f"run `{self.label(session, i['run'])}`")
         return "\n\n".join(lines)
 
-    def poll(self, sid: str):
-        """Timer tick: the latest training's state, the latest processing's state and the job list;
-        the dataset and run lists too when a job has finished since the last tick."""
-        if not isinstance(sid, str):
+    def poll(self, sid: str, request: gr.Request = None):  # gradio passes the page's request
+        """Timer tick: the current training's state, the latest processing's state and the job list;
+        the dataset and run lists too when a job has finished since this page's last tick."""
+        try:
+            session = self.session(sid)
+        except UserError:
             return (gr.skip(),) * 12
-        fit, proc = self.latest(sid, "fit"), self.latest(sid, "process")
-        finished = sum(not s.active for s in self.jobs(sid))
+        fit, proc = self.current_fit(session.id), self.latest(session.id, "process")
+        finished = sum(not s.active for s in self.jobs(session.id))
+        page = request.session_hash if request is not None and request.session_hash else session.id
         lists = (gr.skip(),) * 6
-        if self._finished.get(sid) != finished:
-            self._finished[sid] = finished
-            lists = self.refresh(sid)
-        history = pd.DataFrame((fit.info.get("history") if fit else None) or [],
-                               columns=["step", "seconds", "loss", "psnr", "eval_psnr"], dtype=float)
+        if self._finished.get(page) != finished:
+            self._finished[page] = finished
+            lists = self.refresh(session.id)
+        points = list(fit.info.get("history", [])) if fit else []  # a snapshot: the worker appends to it
+        history = pd.DataFrame(points[-MAX_POINTS:], columns=["step", "seconds", "loss", "psnr", "eval_psnr"], dtype=float)
         psnr = history.rename(columns={"psnr": "training rays", "eval_psnr": "held-out views"}).melt(
             id_vars=["seconds"], value_vars=["training rays", "held-out views"], var_name="series", value_name="dB").dropna()
         preview = fit.info.get("preview") if fit else None
-        return (self.fit_status(fit), history[["seconds", "loss"]].dropna(), psnr,
-                preview if preview is not None else gr.skip(), self.process_status(proc), self.jobs_table(sid), *lists)
+        return (self.fit_status(fit, session), history[["seconds", "loss"]].dropna(), psnr,
+                preview if preview is not None else gr.skip(), self.process_status(proc, session),
+                self.jobs_table(session.id), *lists)
 
-    @staticmethod
-    def process_status(job: JobState | None) -> str:
+    def process_status(self, job: JobState | None, session: Session) -> str:
         if job is None:
             return ""
         text = f"**{job.title}** · {job.status} · {bar(job.progress)} · {job.message}"
@@ -267,7 +325,7 @@ class Gui:
             text += f"\n\nregistered {len(r['registered'])} / {r['total']} images"
             if r["failed"]:
                 text += f"; not registered: {', '.join(r['failed'])}"
-            text += f"\n\ndataset `{Path(r['dataset']).name}` is ready: pick it above"
+            text += f"\n\ndataset `{self.label(session, r['dataset'])}` is ready: pick it in the list"
         return text
 
     def jobs_table(self, sid: str) -> pd.DataFrame:
@@ -278,7 +336,7 @@ class Gui:
     @_user_errors
     def job(self, sid: str, job_id: str) -> dict[str, Any]:
         """For scripts: a job's plain state (status, progress, message, result, error)."""
-        queue = self.trainings if job_id.startswith("fit-") else self.work
+        queue = self.trainings if str(job_id).startswith("fit-") else self.work
         s = queue.state(job_id, self.session(sid).id)
         return {"id": s.id, "status": s.status, "progress": s.progress, "message": s.message, "error": s.error,
                 "result": str(s.result) if isinstance(s.result, Path) else s.result, "finished": s.status in FINISHED}
@@ -303,11 +361,12 @@ class Gui:
     def render(self, sid: str, run: str, azimuth: float, elevation: float, distance: float, fov: float,
                output: str, size: float, coarse: bool = False):
         session = self.session(sid)
+        size = _size(size)
         v = view.open_view(self.run_path(session, run))
         orbit = view.Orbit(float(azimuth), float(elevation), float(distance), float(fov))
         if not coarse:
-            return v.render(orbit, int(size), output)
-        w, h = v.image_size(int(size))  # the coarse image blown up to the full one's size, pixels visible
+            return v.render(orbit, size, output)
+        w, h = v.image_size(size)  # the coarse image blown up to the full one's size, pixels visible
         return np.asarray(Image.fromarray(v.preview(orbit, output)).resize((w, h), Image.NEAREST))
 
     def preview(self, sid, run, azimuth, elevation, distance, fov, output, size):
@@ -332,7 +391,8 @@ class Gui:
         session = self.session(sid)
         path = self.run_path(session, run)
         orbit = view.Orbit(0.0, float(elevation), float(distance), float(fov))
-        video = view.open_view(path).turntable(orbit, int(size), 48, 24, path / "renders" / "turntable-gui.mp4")
+        out = self.output_dir(session, path, "renders") / f"turntable-{output}.mp4"
+        video = view.open_view(path).turntable(orbit, _size(size, MAX_VIDEO_SIZE), 48, 24, out, output)
         return self.publish(video)
 
     # ---- Export -------------------------------------------------------------------------------
@@ -347,7 +407,8 @@ class Gui:
         path = self.run_path(session, run)
         config = MeshExportConfig(**self._mesh_values(values))
         config.check()
-        export = export_mesh(path, config)
+        out = self.output_dir(session, path, "exports") / f"mesh-{config.method}.{config.format}"
+        export = export_mesh(path, config, out)
         mesh = trimesh.load(export.path, force="mesh")
         written = [export.path, export.path.with_suffix(".json")]
         for fmt in FORMATS:
@@ -356,12 +417,11 @@ class Gui:
                 (mesh if fmt != "ply" or not config.texture else _vertex_colored(mesh)).export(other)
                 written.append(other)
         glb = export.path.with_suffix(".glb")
-        return self.publish(glb), [self.publish(p) for p in written], report_line(export)
+        report = report_line(export).replace(str(export.path), self.label(session, export.path))
+        return self.publish(glb), [self.publish(p) for p in written], report
 
     def _mesh_values(self, values) -> dict[str, Any]:
         raw = forms.read(self.forms.mesh, list(values))
-        from ..mesh_config import CleanupConfig
-
         return raw | {"cleanup": CleanupConfig(**raw["cleanup"])}
 
     @_user_errors
@@ -369,28 +429,27 @@ class Gui:
         from ..export import export_pointcloud
 
         session = self.session(sid)
+        path = self.run_path(session, run)
         config = MeshExportConfig(**self._mesh_values(values))
-        out, n = export_pointcloud(self.run_path(session, run), config.views, config.n_views, config.min_opacity, 2)
-        return self.publish(out), f"{out.name}: {n:,} points"
+        out = self.output_dir(session, path, "exports") / "pointcloud.ply"
+        out, n = export_pointcloud(path, config.views, config.n_views, config.min_opacity, 2, out)
+        return self.publish(out), f"{self.label(session, out)}: {n:,} points"
 
     # ---- Compare and runs ----------------------------------------------------------------------
     @_user_errors
     def compare(self, sid: str, runs: list[str], output: str, size: float):
         session = self.session(sid)
-        paths = [self.run_path(session, r) for r in runs or []]
-        if len(paths) < 1:
-            raise UserError("pick at least one run to compare")
-        rows, images = view.compare_runs(paths, None, int(size), output)
+        rows, images = view.compare_runs([self.run_path(session, r) for r in runs or []], None, _size(size), output)
         labels = [f"{r['field']} ({Path(r['run']).name})" for r in rows]
-        return pd.DataFrame(rows), view.side_by_side(images, labels)
+        return pd.DataFrame([r | {"run": self.label(session, r["run"])} for r in rows]), view.side_by_side(images, labels)
 
     def runs_table(self, session: Session) -> pd.DataFrame:
         rows = []
         for run in session.run_dirs():
             try:
-                rows.append(view.run_summary(run))
-            except UserError:
-                continue  # a half-made run folder: listed once it has a config and a checkpoint
+                rows.append(view.run_summary(run) | {"run": self.label(session, run)})
+            except (UserError, FileNotFoundError):
+                continue  # a half-made run folder, or one whose checkpoint is being replaced: next time
         return pd.DataFrame(rows)
 
     @_user_errors
@@ -402,17 +461,29 @@ class Gui:
 
     @_user_errors
     def resume(self, sid: str, run: str, minutes: float | None):
-        """Continue a stopped run; a finished one gets `minutes` more."""
+        """Continue a run: a stopped one to its own budget, a finished one for `minutes` more. A shared
+        run is continued as a copy in the session."""
         session = self.session(sid)
         path = self.run_path(session, run)
+        if not path.is_relative_to(session.runs):
+            copy = session.runs / Path(*path.parts[-3:])
+            if not copy.exists():
+                shutil.copytree(path, copy)
+            path = copy
         if any(s.active and s.info.get("run") == str(path) for s in self.jobs(session.id)):
             raise UserError(f"{path.name} is training already")
-        summary = view.run_summary(path)
-        extra = float(minutes or 0)
-        # a stopped run continues to its own budget; `minutes` more lifts the step limit too
-        steps, budget = (None, None) if not extra else (10**9, summary["seconds"] / 60 + extra)
-        task = FitTask(lambda: FitJob.resume(path, steps=steps, minutes=budget), f"resume {summary['field']} {path.name}")
-        return self.fit_status(self.trainings.submit(task, session.id))
+        summary, budget = view.run_summary(path), RunConfig.load(path).trainer
+        if summary["seconds"] is None:
+            raise UserError(f"{path.name} holds the field's weights only (no trainer state): nothing to resume")
+        spent = summary["steps"] >= budget["steps"] or (
+            budget["minutes"] is not None and summary["seconds"] >= 60 * budget["minutes"])
+        steps = more = None
+        if spent:
+            if not minutes or float(minutes) <= 0:
+                raise UserError(f"{path.name} has finished its budget: give the minutes to add")
+            steps, more = 10**9, summary["seconds"] / 60 + float(minutes)  # minutes more, the step limit lifted
+        task = FitTask(lambda: FitJob.resume(path, steps=steps, minutes=more), f"resume {summary['field']} {path.name}")
+        return self.fit_status(self.trainings.submit(task, session.id, run=str(path)), session)
 
 
 def bar(progress: float, width: int = 20) -> str:

@@ -32,15 +32,6 @@ def safe_name(text: str, fallback: str = "upload") -> str:
     return name if _NAME.fullmatch(name) else fallback
 
 
-def unique_child(folder: Path, name: str) -> Path:
-    """`folder/name`, or `folder/name-2`, `-3`... when taken."""
-    path, n = folder / name, 1
-    while path.exists():
-        n += 1
-        path = folder / f"{name}-{n}"
-    return path
-
-
 @dataclass(frozen=True)
 class Session:
     id: str
@@ -100,18 +91,21 @@ class Workspace:
 
     @property
     def secret(self) -> str:
-        """The key the browser's copy of the session id is encrypted with; kept in the workspace so
-        a restarted GUI still reads what the browser stored."""
+        """The key of gradio's BrowserState for the session id. The browser receives it with the page,
+        so it protects nothing; it is kept in the workspace only so that a restarted GUI still reads
+        what the browser stored (gradio draws a new one at each start otherwise)."""
         path = self.root / ".secret"
         if not path.is_file():
             path.write_text(secrets.token_hex(16))
-            path.chmod(0o600)
         return path.read_text().strip()
 
-    def session(self, session_id: str | None) -> Session:
-        """The session of `session_id`, created on first use; a missing or malformed id (never a
-        path) starts a new session."""
-        if not isinstance(session_id, str) or not _SESSION_ID.fullmatch(session_id):
+    def session(self, session_id: str | None, create: bool = False) -> Session:
+        """The existing session of `session_id`; with `create`, a new one instead of a missing or
+        malformed id (an id is never a path: only 32 hex digits name a folder)."""
+        valid = isinstance(session_id, str) and _SESSION_ID.fullmatch(session_id) is not None
+        if not (valid and (self.sessions / session_id).is_dir()):
+            if not create:
+                raise UserError("this page's session is unknown to the server (a new workspace?): reload the page")
             session_id = secrets.token_hex(16)
         session = Session(session_id, self.sessions / session_id, self)
         for folder in (session.uploads, session.data, session.runs):

@@ -23,6 +23,7 @@ from onefield.app.gui import launch
 from onefield.app.gui.page import DEMO
 
 FIT = {"log2_table_size": 15, "max_resolution": 256}  # small: each fit takes seconds
+STEPS = 120
 
 
 def values(options, **overrides):
@@ -57,8 +58,8 @@ def fitted(app):
     """Two fits submitted at once: the second is queued behind the first, then both finish."""
     page, gui, client = app
     sid = client.predict(None, api_name="/session")[0]
-    first = client.predict(sid, DEMO, "hashgrid", FIT, {}, None, 120, 1.0, api_name="/fit")
-    second = client.predict(sid, DEMO, "tensorf-cp", {}, {}, None, 120, 1.0, api_name="/fit")
+    first = client.predict(sid, DEMO, "hashgrid", FIT, {}, None, STEPS, 1.0, api_name="/fit")
+    second = client.predict(sid, DEMO, "tensorf-cp", {}, {}, None, STEPS, 1.0, api_name="/fit")
     queued = gui.trainings.state(second, sid)
     assert queued.status == "queued" and queued.queue_position == 1
     runs = [wait(client, sid, job) for job in (first, second)]
@@ -70,9 +71,9 @@ def test_photos_are_uploaded_checked_and_processed(app, data_root):
     page, gui, client = app
     sid = client.predict(None, api_name="/session")[0]
     photos = sorted((data_root / "sceaux-castle" / "images").iterdir())[:6]
-    message = client.predict(sid, [handle_file(p) for p in photos],
-                             *values(gui.forms.process, max_side=600, num_threads=2), api_name="/upload")
-    assert "6 file(s) accepted" in message
+    message, cleared = client.predict(sid, [handle_file(p) for p in photos],
+                                      *values(gui.forms.process, max_side=600, num_threads=2), api_name="/upload")
+    assert "6 file(s) accepted" in message and cleared["value"] is None  # the file input is emptied
     job = message.rsplit(" ", 1)[-1]
     state = wait(client, sid, job)
     assert state["status"] == "done", state
@@ -107,7 +108,7 @@ def test_compare_renders_each_run_from_one_camera(app, fitted):
     table, image = client.predict(sid, runs, "rgb", 96, api_name="/compare")
     assert [row[2] for row in table["data"]] == ["hashgrid", "tensorf-cp"]
     psnr = table["headers"].index("psnr")
-    assert all(row[psnr] > 12 for row in table["data"])
+    assert all(row[psnr] > 12 for row in table["data"]), table
     assert np.asarray(Image.open(image)).shape[1] >= 2 * 96  # side by side
 
 
@@ -122,8 +123,13 @@ def test_sessions_are_kept_apart_and_paths_stay_inside(app, fitted):
         client.predict(sid, str(Path(run) / ".." / ".." / ".." / ".." / ".." / ".."), api_name="/dataset")
     with pytest.raises(AppError, match="no job"):
         client.predict(other, "fit-1", api_name="/job")
-    # a malformed session id is never a path: it starts a new, empty session
+    # a malformed session id is never a path: it starts a new, empty session, and only the page's
+    # start does that; any other request with an unknown id is refused
     assert client.predict("../../etc", api_name="/session")[0] not in ("../../etc", sid)
+    with pytest.raises(AppError, match="reload the page"):
+        client.predict("0" * 32, run, 30, 20, 4.0, 40, "rgb", 64, api_name="/render")
+    with pytest.raises(AppError, match="maximum value|image size"):
+        client.predict(sid, run, 30, 20, 4.0, 40, "rgb", 100_000, api_name="/render")
 
 
 def test_hostile_upload_is_refused_and_leaves_nothing(app, tmp_path):
@@ -149,12 +155,13 @@ def test_restarted_gui_lists_the_runs_and_resumes_one(app, fitted, tmp_path, fre
         listed = client2.predict(sid, api_name="/session")
         assert listed[0] == sid
         runs_table = listed[-2]
-        assert run in [row[0] for row in runs_table["data"]]
+        assert "runs/shapes-demo/hashgrid/" + Path(run).name in [row[0] for row in runs_table["data"]]
+        assert not any(sid in str(cell) for row in runs_table["data"] for cell in row)  # the key is never shown
         client2.predict(sid, run, 0.05, api_name="/resume_run")
         job = gui2.latest(sid, "fit")
         state = wait(client2, sid, job.id)
         assert state["status"] == "done", state
-        assert gui2.trainings.state(job.id, sid).info["step"] > 120  # it went on from step 120
+        assert gui2.trainings.state(job.id, sid).info["step"] > STEPS  # it went on from where it ended
     finally:
         page2.close()
 
@@ -167,7 +174,7 @@ def wait_for(condition, timeout=120):
         time.sleep(0.2)
 
 
-def test_pause_resume_and_stop_keep_the_work(app):
+def test_pause_frees_the_worker_resume_goes_on_and_stop_keeps_the_work(app):
     page, gui, client = app
     sid = client.predict(None, api_name="/session")[0]
     job = client.predict(sid, DEMO, "hashgrid", FIT, {"checkpoint_every": 0}, 10, None, 1.0, api_name="/fit")
@@ -177,15 +184,20 @@ def test_pause_resume_and_stop_keep_the_work(app):
     wait_for(lambda: state.status == "paused")
     run = Path(state.info["run"])
     paused_at = state.info["step"]
-    assert find_checkpoint(run) and load_step(run) == paused_at  # pausing saved the run
-    time.sleep(1.0)
-    assert state.info["step"] == paused_at  # nothing trains while paused
+    assert load_step(run) == paused_at  # pausing saved the run
+    # a paused training holds no worker: another one runs meanwhile
+    other = client.predict(sid, DEMO, "hashgrid", FIT, {}, None, 30, 1.0, api_name="/fit")
+    assert wait(client, sid, other)["status"] == "done"
+    assert state.status == "paused" and state.info["step"] == paused_at  # nothing trained while paused
     client.predict(sid, api_name="/resume")
-    wait_for(lambda: state.info["step"] > paused_at + 5)
+    wait_for(lambda: state.status == "running" and state.info["step"] > paused_at + 5)
+    assert Path(state.info["run"]) == run  # the same run goes on from its checkpoint
     client.predict(sid, api_name="/stop")
     final = wait(client, sid, job)
     assert final["status"] == "stopped"
     assert load_step(run) == state.info["step"] > paused_at  # stopping saved it too: resumable
+    with pytest.raises(AppError, match="no training is running"):
+        client.predict(sid, api_name="/pause")
 
 
 def test_a_failed_job_shows_its_error_and_the_page_goes_on(app, fitted):
