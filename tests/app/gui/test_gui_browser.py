@@ -55,7 +55,8 @@ def test_click_through_every_page(served, tmp_path):
         pytest.fail("Debian chromium is missing: `make test` installs it (apt-get install chromium)")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})  # one browser profile
+        page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(url)
         expect(page.locator("#session")).to_contain_text("session")
@@ -71,6 +72,14 @@ def test_click_through_every_page(served, tmp_path):
         page.get_by_text("hashgrid options").click()
         set_number(page, "opt-hashgrid-log2-table-size", 15)
         page.locator("#start").click()
+        expect(page.locator("#fit-status")).to_contain_text("running", timeout=60_000)
+        # closing the page stops nothing: the reopened page shows the same training going on
+        page.close()
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.get_by_role("tab", name="Fit").click()
+        expect(page.locator("#fit-status")).to_contain_text("fit hashgrid on shapes-demo", timeout=30_000)
         expect(page.locator("#fit-status")).to_contain_text("done", timeout=150_000)
         preview = page.locator("#fit-preview img")
         expect(preview).to_be_visible()
