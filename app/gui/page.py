@@ -108,8 +108,11 @@ class Gui:
         copies older than an hour are removed."""
         now = time.time()
         for old in self._published.iterdir():
-            if now - old.stat().st_mtime > PUBLISHED_SECONDS:
-                shutil.rmtree(old, ignore_errors=True)
+            try:
+                if now - old.stat().st_mtime > PUBLISHED_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+            except FileNotFoundError:  # another request pruned it first
+                continue
         folder = Path(tempfile.mkdtemp(dir=self._published))
         return str(shutil.copy2(path, folder / path.name))
 
@@ -280,8 +283,9 @@ class Gui:
         if "step" in i:
             eta = "-" if i.get("eta_seconds") is None else f"{i['eta_seconds']:.0f} s"
             psnr = "-" if i.get("psnr") is None else f"{i['psnr']:.2f} dB"
+            held = "" if i.get("eval_psnr") is None else f" · held-out {i['eval_psnr']:.2f} dB"
             lines.append(f"{bar(job.progress)} · step {i['step']} · loss {i['loss'] or math.nan:.4f} · "
-                         f"train PSNR {psnr} · {i['samples_per_ray']:.1f} samples/ray · "
+                         f"train PSNR {psnr}{held} · {i['samples_per_ray']:.1f} samples/ray · "
                          f"{i['rays_per_second'] / 1000:.1f}k rays/s · ETA {eta}")
         if i.get("final_psnr") is not None:
             lines.append(f"held-out PSNR {i['final_psnr']:.2f} dB, SSIM {i['final_ssim']:.4f}")
