@@ -17,8 +17,7 @@ import torch
 from .frames import load_images
 from .cameras import Cameras
 from .dataset import DatasetError, PosedImages
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from .sfm import IMAGE_SUFFIXES
 
 
 def _mean_pose(c2w: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 import trimesh
 
 from onefield.app.cli import main
