@@ -63,8 +63,9 @@ def build(gui: Gui) -> gr.Blocks:
                         preview = gr.Image(label="held-out view | ground truth", elem_id="fit-preview",
                                            interactive=False)
                         with gr.Row():
-                            loss_plot = gr.LinePlot(x="seconds", y="loss", label="loss", height=220)
-                            psnr_plot = gr.LinePlot(x="seconds", y="dB", color="series", label="PSNR", height=220)
+                            loss_plot = gr.LinePlot(x="seconds", y="loss", label="loss", height=220, elem_id="loss-plot")
+                            psnr_plot = gr.LinePlot(x="seconds", y="dB", color="series", label="PSNR", height=220, elem_id="psnr-plot",
+                                                    color_map={"training rays": "#f97316", "held-out views": "#2563eb"})
             with gr.Tab("View", id="view"):
                 with gr.Row():
                     with gr.Column(scale=1):

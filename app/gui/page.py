@@ -312,7 +312,10 @@ class Gui:
         psnr = history.rename(columns={"psnr": "training rays", "eval_psnr": "held-out views"}).melt(
             id_vars=["seconds"], value_vars=["training rays", "held-out views"], var_name="series", value_name="dB").dropna()
         preview = fit.info.get("preview") if fit else None
-        return (self.fit_status(fit, session), history[["seconds", "loss"]].dropna(), psnr,
+        loss = history[["seconds", "loss"]].dropna()
+        # an empty frame is never sent: gradio's plot then draws no later line (seen with 6.31)
+        loss, psnr = (loss, psnr) if len(loss) else (gr.skip(), gr.skip())
+        return (self.fit_status(fit, session), loss, psnr,
                 preview if preview is not None else gr.skip(), self.process_status(proc, session),
                 self.jobs_table(session.id), *lists)
 

@@ -29,6 +29,12 @@ def drawn(png: bytes) -> float:
     return float((np.abs(rgb - background).max(-1) > 40).mean())
 
 
+def orange(png: bytes) -> float:
+    """Fraction of a screenshot's pixels in the curves' orange (#f97316): 0 for an empty plot."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int32)  # [H, W, 3]
+    return float((np.abs(rgb - np.array([249, 115, 22])).max(-1) < 40).mean())
+
+
 def choose(page, elem_id: str, label: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=label).first.click()
@@ -84,6 +90,8 @@ def test_click_through_every_page(served, tmp_path):
         preview = page.locator("#fit-preview img")
         expect(preview).to_be_visible()
         assert drawn(preview.screenshot(path=shots / "fit-preview.png")) > 0.01
+        for plot in ("loss-plot", "psnr-plot"):  # the live curves were drawn
+            assert orange(page.locator(f"#{plot}").screenshot(path=shots / f"{plot}.png")) > 0.002, plot
         page.screenshot(path=shots / "2-fit.png", full_page=True)
 
         # View: the run from an orbit, then turned
