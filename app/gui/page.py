@@ -49,6 +49,7 @@ SETTLE_SECONDS = 0.3  # a view that rests this long after a coarse preview is re
 MAX_SIZE, MAX_VIDEO_SIZE = 1024, 512  # px, longest side: a request cannot ask the server for more
 PUBLISHED_SECONDS = 3600  # copies handed to gradio are removed after an hour
 MAX_POINTS = 2000  # newest points of the live curves sent to the page
+SHOWN_DIGITS = {"seconds": 1, "psnr": 2, "ssim": 4, "size_mb": 2}  # the runs and compare tables
 # Options the page sets itself (the budget) or that need a GUI of their own, left out of the forms.
 TRAINER_OWN = ("steps", "minutes")
 # The GUI's trainer defaults: a held-out point on the PSNR curve every 500 steps (4 views: cheap),
@@ -448,7 +449,8 @@ class Gui:
         session = self.session(sid)
         rows, images = view.compare_runs([self.run_path(session, r) for r in runs or []], None, _size(size), output)
         labels = [f"{r['field']} ({Path(r['run']).name})" for r in rows]
-        return pd.DataFrame([r | {"run": self.label(session, r["run"])} for r in rows]), view.side_by_side(images, labels)
+        table = pd.DataFrame([r | {"run": self.label(session, r["run"])} for r in rows]).round(SHOWN_DIGITS)
+        return table, view.side_by_side(images, labels)
 
     def runs_table(self, session: Session) -> pd.DataFrame:
         rows = []
@@ -457,7 +459,7 @@ class Gui:
                 rows.append(view.run_summary(run) | {"run": self.label(session, run)})
             except (UserError, FileNotFoundError):
                 continue  # a half-made run folder, or one whose checkpoint is being replaced: next time
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).round(SHOWN_DIGITS)
 
     @_user_errors
     def refresh(self, sid: str):
