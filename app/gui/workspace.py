@@ -17,6 +17,7 @@ owner, e.g. `WORKSPACE/data/fern -> /datasets/fern`.
 import os
 import re
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +89,9 @@ class Workspace:
         self.shared_data, self.shared_runs = self.root / "data", self.root / "runs"
         for folder in (self.sessions, self.shared_data, self.shared_runs):
             folder.mkdir(parents=True, exist_ok=True)
+        # uploads a killed server was still checking: at start-up nothing is being staged
+        for stale in self.sessions.glob("*/uploads/.staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     @property
     def secret(self) -> str:
