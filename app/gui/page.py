@@ -39,7 +39,6 @@ from ..runs import DataSpec, RunConfig, unique_child
 from ..scene_plot import scene_figure
 from ..tasks import FitTask, ProcessTask
 from ..trainer import TrainerConfig
-from ..view import OUTPUTS
 from . import forms
 from .uploads import UploadLimits, stage_upload
 from .workspace import Session, Workspace, safe_name

@@ -195,6 +195,7 @@ def _unpack_zip(src: Path, label: str, out: Path, limits: UploadLimits) -> dict[
                 # BadZipFile), so the caps checked on the headers above hold for what is written
                 with archive.open(info) as entry, open(out / name, "xb") as target:
                     shutil.copyfileobj(entry, target, MiB)
+            # NotImplementedError is zipfile's answer to a compression method it lacks (e.g. PPMd)
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
                 raise UploadRejected(f"{where}: corrupt or unsupported zip entry ({error}); rebuild the zip.") from None
     return {name: f"{label}:{info.filename}" for name, info in chosen}
