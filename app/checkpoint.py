@@ -1,8 +1,9 @@
 """Checkpoints: plain data and tensors only, no pickled classes.
 
 A run folder holds `config.json` (what to build: backend name + its config, the data, the
-trainer settings) and `checkpoints/latest/` with `model.safetensors` (field weights and the
-occupancy grid, enough to render), `trainer.safetensors` + `trainer.json` (optimizer moments,
+trainer settings) and `checkpoints/latest/` with `model.safetensors` (field weights, the
+occupancy grid, and the proposal networks and pose / colour corrections where the run learns them:
+enough to render; `Trainer.learned` names them, each under its prefix), `trainer.safetensors` + `trainer.json` (optimizer moments,
 generator state, step counters: enough to resume exactly) and `manifest.json` (step and file sizes).
 
 A save writes `latest.tmp/`, flushes its files to disk, then writes the manifest: a folder whose
@@ -22,9 +23,10 @@ from safetensors.torch import load_file, save_file
 
 from onefield.errors import UserError
 
-from .trainer import Trainer
+from .trainer import LEARNED_BESIDE_FIELD, Trainer
 
 GRID_PREFIX = "occupancy."
+NOT_FIELD = tuple(f"{name}." for name in LEARNED_BESIDE_FIELD)  # prefixes of what is saved beside the field
 MANIFEST = "manifest.json"
 
 
@@ -37,10 +39,13 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest"
 
 
+def _prefix(name: str) -> str:
+    return f"{name}." if name else ""
+
+
 def model_tensors(trainer: Trainer) -> dict[str, torch.Tensor]:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
-    tensors.update({GRID_PREFIX + k: v.cpu().contiguous() for k, v in trainer.grid.state_dict().items()})
-    return tensors
+    return {_prefix(name) + k: v.detach().cpu().contiguous()
+            for name, module in trainer.learned().items() for k, v in module.state_dict().items()}
 
 
 def _trainer_payload(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -154,16 +159,28 @@ def find_checkpoint(run_dir: Path) -> Path:
                          "or incomplete). A fit writes one every `checkpoint_every` steps and when it stops.")
 
 
-def load_model_weights(model: torch.nn.Module, grid: torch.nn.Module, path: Path) -> None:
-    """Field weights and occupancy grid from `model.safetensors`; a mismatch names the file."""
+def _load_modules(modules: dict[str, torch.nn.Module], path: Path) -> None:
+    """Each module's tensors (under its prefix; the field's under none) from `path`; a mismatch names the file."""
     tensors = load_file(path)
-    grid_state = {k[len(GRID_PREFIX):]: v for k, v in tensors.items() if k.startswith(GRID_PREFIX)}
-    model_state = {k: v for k, v in tensors.items() if not k.startswith(GRID_PREFIX)}
     try:
-        model.load_state_dict(model_state)
-        grid.load_state_dict(grid_state)
+        for name, module in modules.items():
+            if name:
+                state = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(_prefix(name))}
+            else:
+                state = {k: v for k, v in tensors.items() if not k.startswith(NOT_FIELD)}
+            module.load_state_dict(state)
     except RuntimeError as error:
-        raise UserError(f"{path} does not match the field described by config.json: {error}") from error
+        raise UserError(f"{path} does not match the run described by config.json: {error}") from error
+
+
+def load_model_weights(model: torch.nn.Module, grid: torch.nn.Module, path: Path) -> None:
+    """The field's weights and the occupancy grid from `model.safetensors` (the rest it may hold is left)."""
+    _load_modules({"": model, "occupancy": grid}, path)
+
+
+def load_weights(trainer: Trainer, folder: Path) -> None:
+    """Everything `model.safetensors` of checkpoint `folder` holds into the trainer's modules."""
+    _load_modules(trainer.learned(), folder / "model.safetensors")
 
 
 def load_progress(trainer: Trainer, folder: Path) -> dict[str, Any] | None:
@@ -184,7 +201,7 @@ def load_checkpoint(run_dir: Path, trainer: Trainer) -> None:
     plain = load_progress(trainer, folder)
     if plain is None:
         raise MissingRunFile(f"{folder}: holds the field's weights only (no trainer.json), nothing to resume")
-    load_model_weights(trainer.model, trainer.grid, folder / "model.safetensors")
+    load_weights(trainer, folder)
     tensors = load_file(folder / "trainer.safetensors")
     trainer.generator.set_state(tensors["generator"])
     device = trainer.device

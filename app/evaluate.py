@@ -13,9 +13,9 @@ from torch import Tensor
 from onefield.errors import UserError
 from onefield.scenes import Cameras, PosedImages
 
-from .checkpoint import find_checkpoint, load_progress
-from .runs import RunConfig, load_field, torch_device
-from .trainer import Trainer, TrainerConfig
+from .checkpoint import find_checkpoint, load_progress, load_weights
+from .runs import RunConfig, build_model, torch_device
+from .trainer import Trainer
 from .view import default_orbit, orbit_up, to_uint8, write_video
 
 
@@ -25,9 +25,10 @@ def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer,
     config = RunConfig.load(run_dir)
     device = torch_device(device or config.device)
     checkpoint = find_checkpoint(run_dir)
-    model, grid = load_field(config, checkpoint, device)
+    model, grid = build_model(config, device)
     train, held_out, split = config.data.load()
-    trainer = Trainer(model, grid, train, TrainerConfig(**config.trainer), held_out, device)
+    trainer = Trainer(model, grid, train, config.trainer_config(), held_out, device)
+    load_weights(trainer, checkpoint)
     load_progress(trainer, checkpoint)
     return config, trainer, train, held_out, split
 
@@ -50,7 +51,7 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict:
     metrics = {"run": str(run_dir), "split": split, "background": "white",
                "views": views, "mean": {"psnr": result.mean_psnr, "ssim": result.mean_ssim},
                "seconds_per_view": result.seconds_per_view, "field": config.field, "step": trainer.state.step,
-               "seconds": trainer.state.seconds}
+               "seconds": trainer.state.seconds, "appearance": result.appearance}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -81,9 +82,10 @@ def render_run(run_dir: Path, n_frames: int = 60, fps: int = 30, device: str | N
     (out / "views").mkdir(parents=True, exist_ok=True)
     views = []
     if held_out is not None:
+        cameras = trainer.refined(held_out.cameras)
         for i, name in enumerate(held_out.names):
             path = out / "views" / f"{Path(name).stem}.png"
-            iio.imwrite(path, to_uint8(trainer.render_view(held_out.cameras, i)["rgb"]))
+            iio.imwrite(path, to_uint8(trainer.render_view(cameras, i)["rgb"]))
             views.append(path)
     aabb = torch.tensor(config.aabb)
     cams = turntable_cameras(train.cameras, (aabb[:3] + aabb[3:]) / 2, n_frames)

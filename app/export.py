@@ -46,7 +46,7 @@ FREE_SPACE_VIEWS = 32  # training views rendered to find the space mc keeps empt
 
 # ---- views with depth ---------------------------------------------------------------------------
 def _cameras(trainer: Trainer, which: str, n_views: int) -> Cameras:
-    train = trainer.train_data.cameras
+    train = trainer.refined(trainer.train_data.cameras).to("cpu")
     if which == "train":
         return train
     box = trainer.grid.aabb.cpu()
@@ -95,7 +95,7 @@ def colors_from_photos(trainer: Trainer, points: np.ndarray, fallback: np.ndarra
     """[V, 3] mean colour of each point over the training photos that see it (its depth agrees with
     the rendered depth of that view to within 1% + 2 marching steps); `fallback` where none does."""
     data = trainer.train_data
-    cams = data.cameras
+    cams = trainer.refined(data.cameras).to("cpu")
     total, count = np.zeros_like(points, dtype=np.float64), np.zeros(len(points))
     world = torch.as_tensor(points, dtype=torch.float32)
     for i in range(len(cams)):
@@ -175,14 +175,14 @@ def surface_level(trainer: Trainer, n_rays: int = 8192, seed: int = 0) -> float:
     the decile near its front: on the shapes scene F-score@1% 0.79 against 0.54 for the median). A field trained briefly or at low resolution has soft walls
     whose peak density is far below `opacity_level` of one marching step, so a fixed level would cut
     through them; this level follows the field. Falls back to `opacity_level` when no ray is opaque."""
-    cams = trainer.train_data.cameras.to(trainer.device)
+    cams = trainer.refined(trainer.train_data.cameras)
     g = torch.Generator(device=trainer.device).manual_seed(seed)
     image = torch.randint(0, len(cams), (n_rays,), generator=g, device=trainer.device)
     u = torch.randint(0, cams.width, (n_rays,), generator=g, device=trainer.device)
     v = torch.randint(0, cams.height, (n_rays,), generator=g, device=trainer.device)
     rays = cams.rays(image, u, v)
-    out = render_image(rays.origins, rays.directions, trainer.grid, trainer.shade, step_size=trainer.step_size,
-                       near=cams.near, far=cams.far, cone_angle=trainer.cone_angle, chunk=1 << 14)
+    out = render_image(rays.origins, rays.directions, trainer.sample_fn(cams.near, cams.far), trainer.shade,
+                       chunk=1 << 14)
     opaque = out["opacity"] > 0.5
     if int(opaque.sum()) < 16:
         return opacity_level(trainer.step_size)
@@ -208,7 +208,7 @@ def extract(trainer: Trainer, config: MeshExportConfig, seconds: dict[str, float
         level = config.level if config.level is not None else surface_level(trainer)
         if config.fill_hidden:
             t = time.perf_counter()
-            cams = trainer.train_data.cameras
+            cams = trainer.refined(trainer.train_data.cameras).to("cpu")
             cams = cams.subset(np.linspace(0, len(cams) - 1, min(len(cams), FREE_SPACE_VIEWS)).round().astype(int).tolist())
             cams = cams.scaled(min(1.0, 256 / max(cams.width, cams.height)))  # free space needs no fine detail
             volume = fill_hidden(volume, level, FreeSpace(depth_views(trainer, cams, config.min_opacity), volume.spacing))

@@ -68,7 +68,8 @@ class FitJob:
 
     def _log_eval(self, kind: str, result: EvalResult) -> None:
         self._log({"event": kind, "step": self.trainer.state.step, "seconds": round(self.trainer.state.seconds, 3),
-                   "psnr": result.mean_psnr, "ssim": result.mean_ssim, "views": len(result.psnr)})
+                   "psnr": result.mean_psnr, "ssim": result.mean_ssim, "views": len(result.psnr),
+                   "appearance": result.appearance})
 
     def run(self, on_step: Callable[[TrainState], None] | None = None) -> TrainState:
         """Train to the end of the budget, then evaluate on all held-out views. Ctrl-C, a stop from

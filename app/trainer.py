@@ -3,9 +3,11 @@ iterate over `iterate()` and read the plain `TrainState`.
 
 One step: draw random rays across all training images (a dynamic number of them, so the number
 of samples per step stays near `target_samples` as the occupancy grid prunes space, as
-Instant-NGP and nerfacc do) -> march the occupancy grid -> render the field -> photometric loss
-on random backgrounds (images with alpha) -> Adam. Every `grid_update_every` steps the grid is
-refreshed from the field's density. All randomness comes from one generator that checkpoints
+Instant-NGP and nerfacc do) -> place samples (march the occupancy grid, or the proposal sampler's
+fixed count per ray) -> render the field -> photometric loss on random backgrounds (images with
+alpha), plus the proposal networks' histogram loss -> Adam. Every `grid_update_every` steps the
+grid is refreshed from the field's density (under proposal sampling too: exports, carving and the
+backends' schedules read it). All randomness comes from one generator that checkpoints
 save, so a resumed run continues exactly as an uninterrupted one.
 """
 
@@ -15,16 +17,22 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from onefield.cuda_ext import ops
 from onefield.fields import Field
-from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image
+from onefield.fields.proposal import ProposalNetworks
+from onefield.fields.registry import seeded
+from onefield.renderers import Deferred, OccupancyGrid, RaySamples, march, render, render_image
 from onefield.renderers.carving import carve
-from onefield.scenes import PosedImages
+from onefield.renderers.proposal import ProposalSamples, anneal_power, proposal_loss, sample_proposals
+from onefield.scenes import Cameras, PosedImages
 from onefield.errors import UserError
 
+from .corrections import ColorCorrections, PoseCorrections
 from .metrics import psnr, ssim
 
 
@@ -47,6 +55,28 @@ class TrainerConfig:
     scene; with several cascades, one pixel's angle (1 / focal) but at least Instant-NGP's 1/256"""
     max_samples: int = 1024
     """samples per ray at most"""
+    sampler: Literal["auto", "grid", "proposal"] = "auto"
+    """where each ray's samples go: grid (march the occupancy grid, skipping empty cells), proposal
+    (nerfacto's proposal networks place `field_samples` per ray) or auto (proposal for unbounded
+    scenes, i.e. several cascades and no alpha; grid for bounded or masked ones)"""
+    proposal_samples: tuple[int, ...] = (128, 64)
+    """samples per ray of each proposal network, coarse to fine (nerfacto: 256 96)"""
+    field_samples: int = 48
+    """samples per ray of the field under proposal sampling"""
+    proposal_lr: float = 1e-2
+    """Adam learning rate of the proposal networks"""
+    refine_poses: bool = False
+    """learn a per-view SE(3) correction of the training cameras with the field (real captures' poses are
+    slightly off); evaluation, renders and exports use the refined poses"""
+    pose_lr: float = 1e-3
+    """Adam learning rate of the pose corrections (radians; translations in base-box half sizes)"""
+    pose_lr_final_ratio: float = 0.01
+    """the pose learning rate at the end relative to the start (its own exponential decay)"""
+    appearance: bool = False
+    """learn a per-view affine colour map (exposure, white balance changes between photos); novel views use
+    the mean map"""
+    appearance_lr: float = 1e-3
+    """Adam learning rate of the colour maps"""
     grid_resolution: int = 128
     """occupancy-grid cells per axis"""
     grid_update_every: int = 16
@@ -91,6 +121,17 @@ class TrainerConfig:
             raise UserError(f"loss must be 'huber' or 'mse', got {self.loss!r}")
         if self.steps <= 0 or (self.minutes is not None and self.minutes <= 0):
             raise UserError("steps and minutes must be positive")
+        if self.sampler not in ("auto", "grid", "proposal"):
+            raise UserError(f"sampler must be 'auto', 'grid' or 'proposal', got {self.sampler!r}")
+        if not self.proposal_samples or min(self.proposal_samples) < 1 or self.field_samples < 1:
+            raise UserError(f"proposal_samples (one count per proposal network, e.g. 128 64) and field_samples must "
+                            f"be positive, got {list(self.proposal_samples)} and {self.field_samples}")
+
+    def sampler_for(self, data: PosedImages) -> str:
+        """'grid' or 'proposal' for a scene: what `sampler` names, `auto` resolved."""
+        if self.sampler != "auto":
+            return self.sampler
+        return "proposal" if data.cascades > 1 and not data.has_alpha else "grid"
 
 
 @dataclass
@@ -116,6 +157,9 @@ class TrainState:
     done: bool = False
 
 
+LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors")  # checkpoint prefixes, see `Trainer.learned`
+
+
 class TrainingDiverged(RuntimeError):
     pass
 
@@ -127,6 +171,7 @@ class EvalResult:
     images: list[Tensor]  # [H, W, 3] renders
     targets: list[Tensor]  # [H, W, 3] ground truth on white
     seconds_per_view: float  # rendering only, metrics excluded
+    appearance: str | None = None  # the colour map novel views were rendered with, where the run learns them
 
     @property
     def mean_psnr(self) -> float:
@@ -149,6 +194,13 @@ class Trainer:
         self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
         self.cone_angle = config.cone_angle if config.cone_angle is not None else (
             max(1 / 256, 1 / float(self.cameras.fx.mean())) if grid.levels > 1 else 0.0)
+        self.proposals: ProposalNetworks | None = None
+        if config.sampler_for(train) == "proposal":
+            with seeded(config.seed + 1, self.device):
+                self.proposals = ProposalNetworks(len(config.proposal_samples), grid.aabb, grid.levels, self.device,
+                                                  lr=config.proposal_lr)
+        self.poses = PoseCorrections(self.cameras, self.spacing_unit) if config.refine_poses else None
+        self.colors = ColorCorrections(len(train), self.device) if config.appearance else None
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.optimizer = self._make_optimizer()
         self.state = TrainState(rays=config.init_rays)
@@ -158,7 +210,12 @@ class Trainer:
         self.last_eval_step: int | None = None
 
     def _make_optimizer(self) -> torch.optim.Adam:
-        groups = self.model.param_groups()
+        c = self.config
+        groups = self.model.param_groups() + (self.proposals.param_groups() if self.proposals is not None else [])
+        if self.poses is not None:
+            groups += self.poses.param_groups(c.pose_lr, c.pose_lr_final_ratio)
+        if self.colors is not None:
+            groups += self.colors.param_groups(c.appearance_lr)
         for g in groups:
             g["base_lr"] = g["lr"]
         return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
@@ -174,18 +231,61 @@ class Trainer:
             self._remember_good()
 
     # ---- one step -------------------------------------------------------------------------------
-    def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Random rays of the training images: origins, directions (through the pose corrections, with
+        their gradients), background, target colour and the image of each ray."""
         n, h, w = self.images.shape[:3]
         idx = torch.randint(0, n * h * w, (n_rays,), generator=self.generator, device=self.device)
         image, pixel = idx // (h * w), idx % (h * w)
-        rays = self.cameras.rays(image, pixel % w, pixel // w)
+        cameras = self.poses.apply(self.cameras, torch.arange(n, device=self.device)) if self.poses else self.cameras
+        rays = cameras.rays(image, pixel % w, pixel // w)
         rgba = self.images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
         if self.config.random_background and self.train_data.has_alpha:
             background = torch.rand(n_rays, 3, generator=self.generator, device=self.device)
         else:
             background = torch.ones(n_rays, 3, device=self.device)
         target = rgba[:, :3] + (1.0 - rgba[:, 3:]) * background
-        return rays.origins, rays.directions, background, target
+        return rays.origins, rays.directions, background, target, image
+
+    def learned(self) -> dict[str, torch.nn.Module]:
+        """Everything the run learns and saves, by checkpoint prefix: the field (no prefix), the occupancy
+        grid, and the proposal networks, pose and colour corrections where the run has them."""
+        beside = dict(zip(LEARNED_BESIDE_FIELD, (self.grid, self.proposals, self.poses, self.colors)))
+        return {"": self.model} | {name: m for name, m in beside.items() if m is not None}
+
+    @torch.no_grad()
+    def refined(self, cameras: Cameras) -> Cameras:
+        """Dataset cameras (training or held-out views, as read) as the run sees them: each one corrected
+        like its nearest training view where poses are refined (a training view by its own correction),
+        unchanged otherwise. Free views (orbits) need no correction: they are placed in the run's frame."""
+        return self.poses.apply(cameras.to(self.device)) if self.poses is not None else cameras.to(self.device)
+
+    def _propose(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float,
+                 generator: torch.Generator | None) -> ProposalSamples:
+        """Proposal sampling of rays [N, 3] over the scene's reach (jittered when `generator` is given)."""
+        assert self.proposals is not None
+        t_near, t_far, _ = ops.ray_aabb_intersect(rays_o, rays_d, self.grid.outer_aabb())
+        t_min = t_near.clamp(min=near)
+        t_max = torch.maximum(t_far.clamp(max=far), t_min)  # misses: an empty interval
+        anneal = anneal_power(self.state.step) if generator is not None else 1.0
+        c = self.config
+        return sample_proposals(rays_o, rays_d, t_min, t_max, self.proposals.density_fns, c.proposal_samples,
+                                c.field_samples, unit=self.spacing_unit, anneal=anneal, generator=generator)
+
+    @property
+    def spacing_unit(self) -> float:
+        """The proposal sampler's distance unit: the base box's mean half size."""
+        box = self.grid.aabb
+        return float((box[3:] - box[:3]).mean()) * 0.5
+
+    def sample_fn(self, near: float, far: float, cone_angle: float | None = None) -> Callable[[Tensor, Tensor], RaySamples]:
+        """Samples of rays for rendering (no jitter), by the run's sampler; `cone_angle` replaces the
+        training one where the grid marches."""
+        if self.proposals is not None:
+            return lambda o, d: self._propose(o, d, near, far, None).samples
+        cone = self.cone_angle if cone_angle is None else cone_angle
+        return lambda o, d: march(o, d, self.grid, step_size=self.step_size, near=near, far=far, cone_angle=cone,
+                                  max_samples=self.config.max_samples)
 
     def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         sigma, rgb = self.model(x, d)
@@ -208,9 +308,9 @@ class Trainer:
     def _set_lr(self) -> None:
         c = self.config
         warm = min(1.0, (self.state.step + 1) / max(c.lr_warmup_steps, 1))
-        scale = warm * c.lr_final_ratio ** self.progress() * self.state.lr_scale
         for g in self.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * scale
+            ratio = g.get("final_ratio", c.lr_final_ratio)
+            g["lr"] = g["base_lr"] * warm * ratio ** self.progress() * self.state.lr_scale
 
     def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.config.loss == "mse":
@@ -251,11 +351,20 @@ class Trainer:
             self._remember_good()
         self._set_lr()
         n_rays = int(self._n_rays)
-        rays_o, rays_d, background, target = self._batch(n_rays)
-        samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
-                        far=self.cameras.far, cone_angle=self.cone_angle, max_samples=c.max_samples)
-        out = render(samples, rays_o, rays_d, self.shade, background=background)
-        loss = self._loss(out.rgb, target)
+        rays_o, rays_d, background, target, image = self._batch(n_rays)
+        proposed = None
+        if self.proposals is not None:
+            proposed = self._propose(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
+            samples = proposed.samples
+        else:
+            samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
+                            far=self.cameras.far, cone_angle=self.cone_angle, max_samples=c.max_samples)
+        out = render(samples, rays_o, rays_d, self.shade)
+        rgb = self.colors(out.rgb, out.opacity, image) if self.colors is not None else out.rgb
+        rgb = rgb + (1.0 - out.opacity[:, None]) * background
+        loss = self._loss(rgb, target)
+        if proposed is not None:
+            loss = loss + proposal_loss(proposed, out.weights)
         for value in self.model.regularizers().values():
             loss = loss + value
         loss_value = float(loss.detach())
@@ -267,7 +376,7 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
             self._loss_ema = loss_value if self._loss_ema is None else 0.95 * self._loss_ema + 0.05 * loss_value
-            s.loss, s.train_psnr = loss_value, psnr(out.rgb.detach(), target)
+            s.loss, s.train_psnr = loss_value, psnr(rgb.detach(), target)
             # the next batch aims for target_samples; a batch with no samples doubles the rays
             n_samples = samples.n_samples
             ratio = c.target_samples / n_samples if n_samples else 2.0
@@ -305,16 +414,15 @@ class Trainer:
             loss > self.config.spike_factor * max(self._loss_ema, 1e-4)
 
     def _remember_good(self) -> None:
-        self._good = {"model": copy.deepcopy(self.model.state_dict()),
-                      "grid": copy.deepcopy(self.grid.state_dict()),
+        self._good = {"modules": {name: copy.deepcopy(m.state_dict()) for name, m in self.learned().items()},
                       "optimizer": copy.deepcopy(self.optimizer.state_dict())}
 
     def _recover(self, loss: float) -> None:
         s = self.state
         s.recoveries += 1
         assert self._good is not None
-        self.model.load_state_dict(self._good["model"])
-        self.grid.load_state_dict(self._good["grid"])
+        for name, module in self.learned().items():
+            module.load_state_dict(self._good["modules"][name])
         self.optimizer.load_state_dict(self._good["optimizer"])
         s.lr_scale *= 0.5
         if s.recoveries > self.config.max_recoveries:
@@ -336,18 +444,22 @@ class Trainer:
         self.state.done = True
 
     @torch.no_grad()
-    def render_view(self, cameras, index: int, background: Tensor | None = None,
-                    cone_angle: float | None = None) -> dict[str, Tensor]:
+    def render_view(self, cameras: Cameras, index: int, background: Tensor | None = None,
+                    cone_angle: float | None = None, color_view: int | None = None) -> dict[str, Tensor]:
         """Render camera `index` of `cameras` ('rgb' [H, W, 3], 'depth', 'opacity', 'samples_per_ray');
-        `cone_angle` replaces the training one (the step's growth with distance)."""
+        `cone_angle` replaces the training one (the step's growth with distance) where the grid marches;
+        `color_view`: the training view whose colour map applies (None: the mean map, for a novel view).
+        Dataset cameras go through `refined` first."""
         self.model.eval()
         cams = cameras.to(self.device)
         rays = cams.image_rays(index)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
-        out = render_image(rays.origins, rays.directions, self.grid, self.shade, step_size=self.step_size,
-                           near=cams.near, far=cams.far, cone_angle=self.cone_angle if cone_angle is None else cone_angle,
-                           max_samples=self.config.max_samples, background=bg,
+        out = render_image(rays.origins, rays.directions, self.sample_fn(cams.near, cams.far, cone_angle), self.shade,
                            chunk=self.config.chunk or (2**18 if self.device.type == "cuda" else 8192))
+        if self.colors is not None:
+            views = None if color_view is None else torch.full((rays.origins.shape[0],), color_view, device=self.device)
+            out["rgb"] = self.colors(out["rgb"], out["opacity"], views)
+        out["rgb"] = out["rgb"] + (1.0 - out["opacity"][:, None]) * bg
         return {k: v.reshape(cams.height, cams.width, *v.shape[1:]) for k, v in out.items()}
 
     @torch.no_grad()
@@ -357,12 +469,13 @@ class Trainer:
         if data is None:
             raise UserError("no held-out views to evaluate on")
         n = len(data) if not max_views else min(max_views, len(data))
+        cameras, own_colors = self.refined(data.cameras), data is self.train_data
         white = torch.ones(3)
         result = EvalResult([], [], [], [], 0.0)
         render_seconds = 0.0
         for i in range(n):
             start = time.perf_counter()
-            pred = self.render_view(data.cameras, i)["rgb"].clamp(0, 1)
+            pred = self.render_view(cameras, i, color_view=i if own_colors else None)["rgb"].clamp(0, 1)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             render_seconds += time.perf_counter() - start
@@ -373,6 +486,7 @@ class Trainer:
             result.images.append(pred.cpu())
             result.targets.append(target)
         result.seconds_per_view = render_seconds / n
+        result.appearance = None if self.colors is None else "each view's own" if own_colors else self.colors.describe()
         self.state.eval_psnr, self.state.eval_ssim = result.mean_psnr, result.mean_ssim
         self.last_eval_step = self.state.step
         self.state.preview = result.images[0]

@@ -30,8 +30,8 @@ from onefield.renderers.image import expected_depth
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 
-from .checkpoint import GRID_PREFIX, MANIFEST, find_checkpoint, load_progress
-from .runs import RunConfig, load_field, torch_device
+from .checkpoint import MANIFEST, NOT_FIELD, find_checkpoint, load_progress, load_weights
+from .runs import RunConfig, build_model, torch_device
 from .trainer import Trainer
 
 Output = Literal["rgb", "depth", "opacity"]
@@ -186,7 +186,7 @@ class RunView:
         self.device = torch_device(device)
         checkpoint = find_checkpoint(self.run_dir)
         self.key = checkpoint_key(checkpoint)
-        model, grid = load_field(self.config, checkpoint, self.device)
+        model, grid = build_model(self.config, self.device)
         if previous is not None and previous.config == self.config:
             poses, self.held_out_cameras = previous.trainer.train_data, previous.held_out_cameras  # no re-decoding
         else:
@@ -199,6 +199,7 @@ class RunView:
             poses = dataclasses.replace(train, images=stand_in)
         self.train_cameras: Cameras = poses.cameras
         self.trainer = Trainer(model, grid, poses, self.config.trainer_config(), None, self.device)
+        load_weights(self.trainer, checkpoint)
         load_progress(self.trainer, checkpoint)
         aabb = torch.tensor(self.config.aabb)
         self.center: Tensor = (aabb[:3] + aabb[3:]) / 2  # [3]
@@ -321,12 +322,13 @@ def _held_out_metrics(run_dir: Path) -> dict | None:
 
 def _field_parameters(weights: Path) -> int:
     """Floating-point values of the field in `weights`, read from the safetensors header only (the
-    field's parameters plus its few float buffers such as the 6-value box; the occupancy grid excluded)."""
+    field's parameters plus its few float buffers such as the 6-value box; what the run learns beside
+    it, the occupancy grid, proposal networks and corrections, excluded)."""
     with safe_open(weights, "pt") as f:
         total = 0
         for name in f.keys():
             part = f.get_slice(name)
-            if not name.startswith(GRID_PREFIX) and part.get_dtype().startswith(("F", "BF")):
+            if not name.startswith(NOT_FIELD) and part.get_dtype().startswith(("F", "BF")):
                 total += math.prod(part.get_shape())
     return total
 

@@ -24,3 +24,24 @@ def cascade_box(aabb: Tensor, cascade: int) -> Tensor:
     half = half * float(1 << cascade)
     return torch.cat([center - half, center + half])
 
+
+
+def contract_unit(x: Tensor, aabb: Tensor, cascades: int) -> Tensor:
+    """World positions [N, 3] -> [0, 1]^3, the coordinates the fields and the proposal networks encode.
+    One cascade: linear over the box (clamped). Several: the mip-NeRF 360 contraction (with the max
+    norm) of box coordinates u: u inside the box, (2 - 1/|u|) u/|u| outside, so the base box keeps half
+    of the encoding's range and the far cascades, coarse in the occupancy grid too, share the rest."""
+    center, half = box_center_half(aabb)
+    u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
+    if cascades == 1:
+        return (u * 0.5 + 0.5).clamp(0.0, 1.0)
+    norm = u.abs().amax(-1, keepdim=True).clamp(min=1.0)  # [N, 1]
+    contracted = torch.where(norm > 1.0, (2.0 - 1.0 / norm) * u / norm, u)  # [-2, 2]^3
+    return (contracted * 0.25 + 0.5).clamp(0.0, 1.0)
+
+
+def inside_reach(x: Tensor, aabb: Tensor, cascades: int) -> Tensor:
+    """1 where x [N, 3] lies inside the whole scene (the base box scaled by 2^(cascades-1)), else 0; [N]."""
+    center, half = box_center_half(aabb)
+    reach = half * float(1 << (cascades - 1))
+    return ((x - center).abs() <= reach).all(-1).to(x.dtype)

@@ -208,6 +208,76 @@ def trivec_sample(vectors: Tensor, ids: Tensor, local: Tensor, weights: Tensor, 
                                weights.contiguous(), k)
 
 
+def _check_rows(op: str, named: dict[str, Tensor], wider: dict[str, int]) -> None:
+    """Dense per-ray rows: every tensor 2-D with the same N, one float dtype, one device; each one
+    named in `wider` has that many more columns than the first (edges: one more than bins)."""
+    (name0, t0), *_ = named.items()
+    if t0.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"{op}: {name0} must be float32 or float64, got {t0.dtype}")
+    for name, t in named.items():
+        if t.dim() != 2:
+            raise ValueError(f"{op}: {name} must be 2-D [N, *] (one row a ray), got shape {tuple(t.shape)}")
+        if t.dtype != t0.dtype or t.device != t0.device:
+            raise ValueError(f"{op}: {name} is {t.dtype} on {t.device} but {name0} is {t0.dtype} on {t0.device}")
+        if t.shape[0] != t0.shape[0]:
+            raise ValueError(f"{op}: {name} has {t.shape[0]} rows but {name0} has {t0.shape[0]}")
+    for name, offset in wider.items():
+        want = t0.shape[1] + offset
+        if named[name].shape[1] != want:
+            raise ValueError(f"{op}: {name} must have {want} columns ({name0}'s + {offset}), "
+                             f"got {named[name].shape[1]}")
+
+
+def pdf_resample(edges: Tensor, weights: Tensor, u: Tensor, padding: float = 0.01) -> Tensor:
+    """New edge positions [N, M] drawn by inverse-transform sampling of each ray's histogram, as
+    nerfstudio's PDFSampler: edges [N, K + 1] (non-decreasing), weights [N, K] (>= 0, padded by
+    `padding`), u [N, M] in [0, 1]. Not differentiable (samples are positions, not learned).
+
+    Sorted u (ascending along a row) is the fast case, O(K + M) a ray; any order gives the same
+    values. Negative weights are rejected under ONEFIELD_DEBUG=1.
+    """
+    _check_rows("pdf_resample", {"weights": weights, "edges": edges, "u": u}, {"edges": 1})
+    if weights.shape[1] < 1:
+        raise ValueError("pdf_resample: weights must have at least one bin (K >= 1)")
+    if debug_checks() and weights.numel() > 0 and bool((weights < 0).any()):
+        raise ValueError("pdf_resample: weights must be >= 0")
+    edges, weights, u = (t.detach().contiguous() for t in (edges, weights, u))
+    if not _native(u):
+        return reference.pdf_resample(edges, weights, u, float(padding))
+    return native.pdf_resample(edges, weights, u, float(padding))
+
+
+class _IntervalWeights(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t_query, t_src, w_src):
+        ctx.save_for_backward(t_query, t_src)
+        return native.interval_weights_forward(t_query, t_src, w_src)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_out):
+        t_query, t_src = ctx.saved_tensors
+        return None, None, native.interval_weights_backward(g_out.contiguous(), t_query, t_src)
+
+
+def interval_weights(t_query: Tensor, t_src: Tensor, w_src: Tensor) -> Tensor:
+    """For each query interval [t_query[q], t_query[q + 1]], the sum of the weights of the source
+    intervals overlapping it [N, Q]: the mip-NeRF 360 / nerfstudio `outer` envelope, used by the
+    proposal-network loss. t_query [N, Q + 1], t_src [N, S + 1] (non-decreasing edges, checked for
+    t_src under ONEFIELD_DEBUG=1), w_src [N, S]. Differentiable in w_src only (edges come from the
+    sampler).
+    """
+    _check_rows("interval_weights", {"w_src": w_src, "t_src": t_src, "t_query": t_query}, {"t_src": 1})
+    if w_src.shape[1] < 1 or t_query.shape[1] < 1:
+        raise ValueError("interval_weights: need S >= 1 source intervals and t_query [N, Q + 1] with Q >= 0")
+    if debug_checks() and t_src.numel() > 0 and bool((t_src[:, 1:] < t_src[:, :-1]).any()):
+        raise ValueError("interval_weights: t_src must be non-decreasing along each row")
+    t_query, t_src = t_query.detach().contiguous(), t_src.detach().contiguous()
+    if not _native(w_src):
+        return reference.interval_weights(t_query, t_src, w_src)
+    return _IntervalWeights.apply(t_query, t_src, w_src.contiguous())
+
+
 def hash_grid_levels(n_levels: int, base_resolution: int, per_level_scale: float) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """Per-level grid scale s_l = base * b^l - 1 (rounded to float32) and resolution ceil(s_l) + 1."""
     scales = tuple(float(torch.tensor(base_resolution * per_level_scale**lv - 1.0, dtype=torch.float32))

@@ -18,6 +18,7 @@ from .geometry import box_center_half
 MISS_T = 1e10
 PARALLEL_EPS = float(torch.tensor(1e-12, dtype=torch.float32))  # the kernels' float constant
 HASH_PRIMES = (1, 2654435761, 805459861)
+PDF_EPS = 1e-5  # nerfstudio's PDFSampler eps: a weight row summing below it is padded up to it
 
 
 def ray_aabb_intersect(rays_o: Tensor, rays_d: Tensor, aabb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -230,3 +231,44 @@ def trivec_sample(vectors: Tensor, ids: Tensor, local: Tensor, weights: Tensor, 
         fa = f[..., a, None]
         out = out * (lo * (1 - fa) + hi * fa)
     return out.sum(1)
+
+
+
+def pdf_resample(edges: Tensor, weights: Tensor, u: Tensor, padding: float = 0.01) -> Tensor:
+    """Inverse-transform sampling of a per-ray histogram, as nerfstudio's PDFSampler.
+
+    edges [N, K + 1] (non-decreasing), weights [N, K] (>= 0), u [N, M] in [0, 1] -> new edge
+    positions [N, M]. Sums run in float64 from the first bin (the kernels' sequential sums; torch's
+    CPU cumsum is sequential) and are rounded to the input dtype once.
+    """
+    k = weights.shape[-1]
+    w = weights + padding
+    s = torch.cumsum(w.double(), -1)[:, -1:].to(w.dtype)  # [N, 1]
+    pad = torch.relu(PDF_EPS - s)
+    w = w + pad / k
+    s = s + pad
+    pdf = w / s
+    cdf = torch.clamp(torch.cumsum(pdf.double(), -1).to(w.dtype), max=1.0)
+    cdf = torch.cat([torch.zeros_like(cdf[:, :1]), cdf], -1)  # [N, K + 1]
+    idx = torch.searchsorted(cdf, u.contiguous(), right=True)
+    below = (idx - 1).clamp(0, k)
+    above = idx.clamp(0, k)
+    c0, c1 = cdf.gather(1, below), cdf.gather(1, above)
+    e0, e1 = edges.gather(1, below), edges.gather(1, above)
+    frac = torch.clip(torch.nan_to_num((u - c0) / (c1 - c0), 0.0), 0.0, 1.0)  # 0/0 in empty bins -> 0
+    return e0 + frac * (e1 - e0)
+
+
+def interval_weights(t_query: Tensor, t_src: Tensor, w_src: Tensor) -> Tensor:
+    """Sum of the source weights of the source intervals overlapping each query interval: the
+    mip-NeRF 360 / nerfstudio `outer` envelope. t_query [N, Q + 1], t_src [N, S + 1] (both
+    non-decreasing edges), w_src [N, S] -> [N, Q]; differentiable in w_src. The prefix sum runs in
+    float64 and is rounded to the input dtype, as in the kernels.
+    """
+    s = w_src.shape[-1]
+    cy = torch.cumsum(w_src.double(), -1).to(w_src.dtype)
+    cy = torch.cat([torch.zeros_like(cy[:, :1]), cy], -1)  # [N, S + 1]
+    lo = torch.searchsorted(t_src[:, :-1].contiguous(), t_query[:, :-1].contiguous(), right=True) - 1
+    hi = torch.searchsorted(t_src[:, 1:].contiguous(), t_query[:, 1:].contiguous(), right=True)
+    lo, hi = lo.clamp(0, s - 1), hi.clamp(0, s - 1)
+    return cy[:, 1:].gather(1, hi) - cy[:, :-1].gather(1, lo)

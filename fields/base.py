@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from onefield.cuda_ext.geometry import MAX_CASCADES, box_center_half
+from onefield.cuda_ext.geometry import MAX_CASCADES, contract_unit, inside_reach
 from onefield.errors import UserError
 
 # The pre-activation density range that distillation matches (PVD). Only `features` clips to it:
@@ -67,17 +67,8 @@ class Field(torch.nn.Module, abc.ABC):
         self.register_buffer("aabb", box)  # the base box; the scene reaches it scaled by 2^(cascades-1)
 
     def normalize(self, x: Tensor) -> Tensor:
-        """World positions [N, 3] -> [0, 1]^3. One cascade: linear over the box (clamped). Several:
-        the mip-NeRF 360 contraction (with the max norm) of box coordinates u: u inside the box,
-        (2 - 1/|u|) u/|u| outside, so the base box keeps half of the encoding's range and the far
-        cascades, coarse in the occupancy grid too, share the rest."""
-        center, half = box_center_half(self.aabb)
-        u = (x - center) / half  # [N, 3], the base box is [-1, 1]^3
-        if self.cascades == 1:
-            return (u * 0.5 + 0.5).clamp(0.0, 1.0)
-        norm = u.abs().amax(-1, keepdim=True).clamp(min=1.0)  # [N, 1]
-        contracted = torch.where(norm > 1.0, (2.0 - 1.0 / norm) * u / norm, u)  # [-2, 2]^3
-        return (contracted * 0.25 + 0.5).clamp(0.0, 1.0)
+        """World positions [N, 3] -> [0, 1]^3 (`contract_unit`: linear over one cascade, contracted beyond)."""
+        return contract_unit(x, self.aabb, self.cascades)
 
     @abc.abstractmethod
     def raw(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,7 +135,4 @@ class Field(torch.nn.Module, abc.ABC):
         return dataclasses.asdict(self.config)
 
     def _inside(self, x: Tensor) -> Tensor:
-        """1 inside the whole scene (the base box scaled by 2^(cascades-1)), else 0; [N]."""
-        center, half = box_center_half(self.aabb)
-        reach = half * float(1 << (self.cascades - 1))
-        return ((x - center).abs() <= reach).all(-1).to(x.dtype)
+        return inside_reach(x, self.aabb, self.cascades)

@@ -4,9 +4,10 @@ another one or a command that does not use it (nerfstudio's lesson). Front doors
 with `names()` and build their option forms from `config_class(name)`; none keeps its own list.
 """
 
+import contextlib
 import dataclasses
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +120,14 @@ def build(name: str, aabb: Sequence[float] | Tensor, config: Any = None, device:
         raise TypeError(f"field {name!r} takes a {cls.config_class.__name__}, got {type(config).__name__}")
     if seed is None:
         return cls(config, aabb, device=device, cascades=cascades)
+    with seeded(seed, device):
+        return cls(config, aabb, device=device, cascades=cascades)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """torch's global generators (CPU, and `device`'s when it is a GPU) seeded with `seed` inside the
+    block and restored after it: modules built inside initialise the same way whatever ran before."""
     device = torch.device(device)
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
@@ -126,4 +135,4 @@ def build(name: str, aabb: Sequence[float] | Tensor, config: Any = None, device:
         if cuda:
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
-        return cls(config, aabb, device=device, cascades=cascades)
+        yield

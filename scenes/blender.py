@@ -30,8 +30,9 @@ def read_blender(root: str | Path, split: str = "train", downscale: float = 1.0,
 
 
 def write_blender(root: str | Path, split: str, cameras: Cameras, images: Tensor,
-                  aabb: tuple[float, ...] | None = None) -> Path:
-    """Write cameras and straight-alpha RGBA images (uint8 [N, H, W, 4]) as a Blender split."""
+                  aabb: tuple[float, ...] | None = None, aabb_scale: int = 1) -> Path:
+    """Write cameras and straight-alpha RGBA images (uint8 [N, H, W, 4]) as a Blender split;
+    `aabb_scale` > 1 (instant-ngp's key) makes the scene reach that many boxes: cascades."""
     root = Path(root)
     (root / split).mkdir(parents=True, exist_ok=True)
     if not torch.allclose(cameras.fx, cameras.fx[0]) or not torch.allclose(cameras.cx, cameras.cx.new_tensor(cameras.width / 2)):
@@ -47,6 +48,8 @@ def write_blender(root: str | Path, split: str, cameras: Cameras, images: Tensor
                                "near": cameras.near, "far": cameras.far, "frames": frames}
     if aabb is not None:
         meta["aabb"] = list(aabb)
+    if aabb_scale > 1:
+        meta["aabb_scale"] = aabb_scale
     path = root / f"transforms_{split}.json"
     path.write_text(json.dumps(meta, indent=1))
     return path

@@ -82,13 +82,26 @@ def orbit_cameras(eyes: Tensor, size: int, fov_deg: float = 40.0, near: float = 
                    size, size, near, far)
 
 
-def render_shapes(cameras: Cameras, supersample: int = 3) -> Tensor:
-    """uint8 straight-alpha RGBA [N, H, W, 4] of the shapes, `supersample`^2 rays per pixel."""
+def _backdrop_albedo(p: np.ndarray) -> np.ndarray:
+    """A checkerboard in longitude and latitude [K, 3], with a colour ramp so no two views look alike."""
+    lon = np.arctan2(p[:, 1], p[:, 0])
+    lat = np.arcsin(np.clip(p[:, 2] / np.linalg.norm(p, axis=-1), -1.0, 1.0))
+    check = ((np.floor(lon / np.pi * 8) + np.floor(lat / np.pi * 8)) % 2)[:, None]
+    ramp = ((lon / np.pi + 1.0) * 0.5)[:, None]
+    return np.where(check > 0, 0.25 + 0.5 * ramp * np.array([1.0, 0.6, 0.2]), [0.85, 0.85, 0.8])
+
+
+def render_shapes(cameras: Cameras, supersample: int = 3, backdrop: float | None = None) -> Tensor:
+    """uint8 straight-alpha RGBA [N, H, W, 4] of the shapes, `supersample`^2 rays per pixel; with
+    `backdrop`, inside a textured sphere of that radius (every pixel opaque: an unbounded scene)."""
     import open3d as o3d
 
     scene = o3d.t.geometry.RaycastingScene()
     names = []
-    for name, mesh in _meshes():
+    meshes = _meshes()
+    if backdrop is not None:
+        meshes.append(("backdrop", o3d.geometry.TriangleMesh.create_sphere(radius=backdrop, resolution=64)))
+    for name, mesh in meshes:
         scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(mesh))
         names.append(name)
 
@@ -97,7 +110,7 @@ def render_shapes(cameras: Cameras, supersample: int = 3) -> Tensor:
         for g, name in enumerate(names):
             m = hits["geometry_ids"] == g
             if m.any():
-                rgb[m] = _albedo(name, points[m])
+                rgb[m] = _backdrop_albedo(points[m]) if name == "backdrop" else _albedo(name, points[m])
         return rgb
 
     return raycast_rgba(cameras, scene, albedo, supersample)
@@ -135,3 +148,21 @@ def make_shapes_scene(root: str | Path, n_train: int = 64, n_test: int = 16, siz
     write_blender(root, "test", test, render_shapes(test), SHAPES_AABB)
     mesh = ground_truth_mesh(root / "mesh.ply")
     return ShapesScene(root, mesh, n_train, n_test, size)
+
+
+BACKDROP_RADIUS = 3.2  # inside the reach of 3 cascades around SHAPES_AABB (4 box half-sizes)
+
+
+def make_unbounded_scene(root: str | Path, n_train: int = 48, n_test: int = 8, size: int = 64) -> Path:
+    """The shapes inside a textured backdrop sphere, seen from inside it (Blender layout with 3
+    cascades, every pixel opaque): a real capture's situation, where every ray ends on something
+    and much of it lies far outside the object's box. Returns `root`."""
+    check_views(n_train, n_test, size)
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    radius = 2.4
+    for split, n, offset in (("train", n_train, 0.0), ("test", n_test, 0.37)):
+        cams = orbit_cameras(sphere_views(n, radius, seed_offset=offset), size, fov_deg=60.0, near=0.05,
+                             far=2 * BACKDROP_RADIUS + radius)
+        write_blender(root, split, cams, render_shapes(cams, backdrop=BACKDROP_RADIUS), SHAPES_AABB, aabb_scale=4)
+    return root

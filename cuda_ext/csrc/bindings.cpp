@@ -201,6 +201,44 @@ at::Tensor trivec_sample_backward(const at::Tensor& g_out, const at::Tensor& vec
   return DISPATCH(vectors, trivec_sample_backward, g_out, vectors, ids, local, weights);
 }
 
+// Dense per-ray rows: every tensor [N, columns], one dtype and device.
+void check_rows(const std::vector<std::pair<const at::Tensor&, const char*>>& ts) {
+  const at::Tensor& ref = ts[0].first;
+  for (auto [t, name] : ts) {
+    check(t, name, ref.device());
+    check_dtype(t, name, ref.scalar_type());
+    TORCH_CHECK(t.dim() == 2 && t.size(0) == ref.size(0), name, " must be [N, *] with N = ", ref.size(0));
+  }
+}
+
+at::Tensor pdf_resample(const at::Tensor& edges, const at::Tensor& weights, const at::Tensor& u, double padding) {
+  check_rows({{u, "u"}, {edges, "edges"}, {weights, "weights"}});
+  TORCH_CHECK(weights.size(1) >= 1 && edges.size(1) == weights.size(1) + 1,
+              "edges must be [N, K + 1] for weights [N, K], K >= 1");
+  // weights >= 0 (so the cdf is sorted) is checked by ops.py under ONEFIELD_DEBUG: it reads values.
+  return DISPATCH(u, pdf_resample, edges, weights, u, padding);
+}
+
+void check_interval_weights(const at::Tensor& t_query, const at::Tensor& t_src) {
+  TORCH_CHECK(t_query.size(1) >= 1, "t_query must be [N, Q + 1], Q >= 0");
+  TORCH_CHECK(t_src.size(1) >= 2, "t_src must be [N, S + 1], S >= 1");
+  // t_src non-decreasing is checked by ops.py under ONEFIELD_DEBUG: it reads values.
+}
+
+at::Tensor interval_weights_forward(const at::Tensor& t_query, const at::Tensor& t_src, const at::Tensor& w_src) {
+  check_rows({{w_src, "w_src"}, {t_query, "t_query"}, {t_src, "t_src"}});
+  check_interval_weights(t_query, t_src);
+  TORCH_CHECK(t_src.size(1) == w_src.size(1) + 1, "t_src must be [N, S + 1] for w_src [N, S]");
+  return DISPATCH(w_src, interval_weights_forward, t_query, t_src, w_src);
+}
+
+at::Tensor interval_weights_backward(const at::Tensor& g_out, const at::Tensor& t_query, const at::Tensor& t_src) {
+  check_rows({{g_out, "g_out"}, {t_query, "t_query"}, {t_src, "t_src"}});
+  check_interval_weights(t_query, t_src);
+  TORCH_CHECK(t_query.size(1) == g_out.size(1) + 1, "t_query must be [N, Q + 1] for g_out [N, Q]");
+  return DISPATCH(g_out, interval_weights_backward, g_out, t_query, t_src);
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -227,4 +265,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("plane_sample_backward", &plane_sample_backward);
   m.def("trivec_sample_forward", &trivec_sample_forward);
   m.def("trivec_sample_backward", &trivec_sample_backward);
+  m.def("pdf_resample", &pdf_resample);
+  m.def("interval_weights_forward", &interval_weights_forward);
+  m.def("interval_weights_backward", &interval_weights_backward);
 }

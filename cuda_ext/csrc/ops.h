@@ -53,7 +53,13 @@ struct PackedSamples {
                                          int64_t k);                                               \
   at::Tensor trivec_sample_backward_##dev(const at::Tensor& g_out, const at::Tensor& vectors,      \
                                           const at::Tensor& ids, const at::Tensor& local,          \
-                                          const at::Tensor& weights);
+                                          const at::Tensor& weights);                              \
+  at::Tensor pdf_resample_##dev(const at::Tensor& edges, const at::Tensor& weights,                \
+                                const at::Tensor& u, double padding);                              \
+  at::Tensor interval_weights_forward_##dev(const at::Tensor& t_query, const at::Tensor& t_src,    \
+                                            const at::Tensor& w_src);                              \
+  at::Tensor interval_weights_backward_##dev(const at::Tensor& g_out, const at::Tensor& t_query,   \
+                                             const at::Tensor& t_src);
 
 ONEFIELD_DECLARE_OPS(cpu)
 #ifdef WITH_CUDA
