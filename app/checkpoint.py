@@ -122,7 +122,8 @@ def save_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
 
 
 def save_weights(run_dir: Path, trainer: Trainer) -> Path:
-    """The field and occupancy grid only (enough to evaluate, render and export; `onefield slim`)."""
+    """What the run learned (field, occupancy grid, proposal networks and corrections), without the
+    optimizer: enough to evaluate, render and export (`onefield slim`)."""
     return _save(run_dir, trainer, with_trainer=False)
 
 
@@ -159,9 +160,14 @@ def find_checkpoint(run_dir: Path) -> Path:
                          "or incomplete). A fit writes one every `checkpoint_every` steps and when it stops.")
 
 
-def _load_modules(modules: dict[str, torch.nn.Module], path: Path) -> None:
-    """Each module's tensors (under its prefix; the field's under none) from `path`; a mismatch names the file."""
+def _load_modules(modules: dict[str, torch.nn.Module], path: Path, every: bool) -> None:
+    """Each module's tensors (under its prefix; the field's under none) from `path`; a mismatch names the
+    file. `every`: the modules are all the run has, so the file may hold nothing else."""
     tensors = load_file(path)
+    unread = sorted({k.split(".", 1)[0] for k in tensors if k.startswith(NOT_FIELD)} - set(modules))
+    if every and unread:
+        raise UserError(f"{path} holds {', '.join(unread)} weights that the trainer settings in config.json do "
+                        "not use (sampler, refine_poses, appearance): the checkpoint and config.json disagree.")
     try:
         for name, module in modules.items():
             if name:
@@ -174,13 +180,14 @@ def _load_modules(modules: dict[str, torch.nn.Module], path: Path) -> None:
 
 
 def load_model_weights(model: torch.nn.Module, grid: torch.nn.Module, path: Path) -> None:
-    """The field's weights and the occupancy grid from `model.safetensors` (the rest it may hold is left)."""
-    _load_modules({"": model, "occupancy": grid}, path)
+    """The field's weights and the occupancy grid from `model.safetensors` (what else it holds, proposal
+    networks or corrections, is left: `load_weights` reads a whole run)."""
+    _load_modules({"": model, "occupancy": grid}, path, every=False)
 
 
 def load_weights(trainer: Trainer, folder: Path) -> None:
     """Everything `model.safetensors` of checkpoint `folder` holds into the trainer's modules."""
-    _load_modules(trainer.learned(), folder / "model.safetensors")
+    _load_modules(trainer.learned(), folder / "model.safetensors", every=True)
 
 
 def load_progress(trainer: Trainer, folder: Path) -> dict[str, Any] | None:
@@ -210,5 +217,9 @@ def load_checkpoint(run_dir: Path, trainer: Trainer) -> None:
         if key.startswith("optimizer."):
             _, index, slot = key.split(".", 2)
             opt_state.setdefault(int(index), {})[slot] = value if slot == "step" else value.to(device)
-    trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": plain["param_groups"]})
+    try:
+        trainer.optimizer.load_state_dict({"state": opt_state, "param_groups": plain["param_groups"]})
+    except ValueError as error:  # another number or size of parameter groups
+        raise UserError(f"{folder}/trainer.json does not match the optimizer config.json describes ({error}): the "
+                        "checkpoint and config.json disagree.") from error
     trainer._n_rays, trainer._loss_ema = plain["n_rays"], plain["loss_ema"]

@@ -51,7 +51,7 @@ def rotation_angle(r: Tensor) -> Tensor:
 
 def nearest_views(centres: Tensor, reference: Tensor) -> Tensor:
     """For camera centres [M, 3], the index [M] of the nearest of `reference` [N, 3]."""
-    return torch.cdist(centres, reference).argmin(-1)
+    return torch.cdist(centres, reference, compute_mode="donot_use_mm_for_euclid_dist").argmin(-1)
 
 
 class PoseCorrections(torch.nn.Module):

@@ -80,6 +80,8 @@ def colors_along_normals(trainer: Trainer, points: np.ndarray, normals: np.ndarr
     p = torch.as_tensor(points, dtype=torch.float32, device=device)
     n = torch.nn.functional.normalize(torch.as_tensor(normals, dtype=torch.float32, device=device), dim=-1)
     reach = 4.0 * trainer.step_size
+    # short rays through the grid at a quarter step whatever the run's sampler: the grid is kept
+    # refreshed under proposal sampling too, and 48 proposal samples over 2 * reach would be wasted
     out = render_image(p + n * reach, -n, trainer.grid, trainer.shade, step_size=trainer.step_size / 4,
                        near=0.0, far=2.0 * reach, chunk=1 << 16)
     opacity = out["opacity"][:, None]
@@ -87,6 +89,8 @@ def colors_along_normals(trainer: Trainer, points: np.ndarray, normals: np.ndarr
     faint = opacity.squeeze(1) < 1e-2
     if faint.any():
         rgb[faint] = trainer.model.color_at(p[faint], -n[faint])
+    if trainer.colors is not None:  # the mean colour map, as renders of novel views have it
+        rgb = trainer.colors(rgb, torch.ones_like(opacity.squeeze(1)), None)
     return rgb.clamp(0, 1).cpu().numpy()
 
 

@@ -101,7 +101,9 @@ class RunConfig:
             raise UserError(f"{path}: not a valid onefield run config ({error}).") from error
 
     def trainer_config(self) -> TrainerConfig:
-        return TrainerConfig(**self.trainer)
+        """The run's trainer settings; runs saved before the sampler and distortion options existed
+        trained with the grid and no distortion loss."""
+        return TrainerConfig(**{"sampler": "grid", "distortion": 0.0, **self.trainer})
 
 
 def check_output_folder(path: Path) -> Path:

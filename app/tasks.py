@@ -77,9 +77,10 @@ class FitTask:
         """The first held-out view (a training view without any) beside its ground truth, [h, 2w, 3] uint8."""
         trainer = job.trainer
         data = trainer.held_out if trainer.held_out is not None else trainer.train_data
-        cams = trainer.refined(data.cameras.subset([0]))
+        cams = trainer.refined(data.cameras).subset([0])
         factor = min(1.0, PREVIEW_SIDE / max(cams.width, cams.height))
-        pred = trainer.render_view(cams.scaled(factor), 0)["rgb"].cpu()  # [h, w, 3]
+        color_view = 0 if data is trainer.train_data else None
+        pred = trainer.render_view(cams.scaled(factor), 0, color_view=color_view)["rgb"].cpu()  # [h, w, 3]
         target = data.composite(0, torch.ones(3)).permute(2, 0, 1)[None]  # [1, 3, H, W]
         target = torch.nn.functional.interpolate(target, size=pred.shape[:2], mode="area")[0].permute(1, 2, 0)
         return to_uint8(torch.cat([pred, target], 1))

@@ -12,6 +12,7 @@ save, so a resumed run continues exactly as an uninterrupted one.
 """
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -28,6 +29,7 @@ from onefield.fields.proposal import ProposalNetworks
 from onefield.fields.registry import seeded
 from onefield.renderers import Deferred, OccupancyGrid, RaySamples, march, render, render_image
 from onefield.renderers.carving import carve
+from onefield.renderers.distortion import distortion_loss
 from onefield.renderers.proposal import ProposalSamples, anneal_power, proposal_loss, sample_proposals
 from onefield.scenes import Cameras, PosedImages
 from onefield.errors import UserError
@@ -57,14 +59,17 @@ class TrainerConfig:
     """samples per ray at most"""
     sampler: Literal["auto", "grid", "proposal"] = "auto"
     """where each ray's samples go: grid (march the occupancy grid, skipping empty cells), proposal
-    (nerfacto's proposal networks place `field_samples` per ray) or auto (proposal for unbounded
-    scenes, i.e. several cascades and no alpha; grid for bounded or masked ones)"""
+    (nerfacto's proposal networks place `field_samples` per ray) or auto (the one that measured best
+    for the kind of scene: today the grid for every kind, see `sampler_for`)"""
     proposal_samples: tuple[int, ...] = (128, 64)
     """samples per ray of each proposal network, coarse to fine (nerfacto: 256 96)"""
     field_samples: int = 48
     """samples per ray of the field under proposal sampling"""
     proposal_lr: float = 1e-2
     """Adam learning rate of the proposal networks"""
+    distortion: float | None = None
+    """weight of mip-NeRF 360's distortion loss, which condenses each ray's weight onto one surface;
+    None: nerfacto's 0.002 for unbounded scenes (several cascades, no alpha), 0 for the others"""
     refine_poses: bool = False
     """learn a per-view SE(3) correction of the training cameras with the field (real captures' poses are
     slightly off); evaluation, renders and exports use the refined poses"""
@@ -123,15 +128,21 @@ class TrainerConfig:
             raise UserError("steps and minutes must be positive")
         if self.sampler not in ("auto", "grid", "proposal"):
             raise UserError(f"sampler must be 'auto', 'grid' or 'proposal', got {self.sampler!r}")
+        if self.distortion is not None and not self.distortion >= 0:
+            raise UserError(f"distortion must be >= 0 (or None for the scene's default), got {self.distortion}")
         if not self.proposal_samples or min(self.proposal_samples) < 1 or self.field_samples < 1:
             raise UserError(f"proposal_samples (one count per proposal network, e.g. 128 64) and field_samples must "
                             f"be positive, got {list(self.proposal_samples)} and {self.field_samples}")
 
-    def sampler_for(self, data: PosedImages) -> str:
-        """'grid' or 'proposal' for a scene: what `sampler` names, `auto` resolved."""
-        if self.sampler != "auto":
-            return self.sampler
-        return "proposal" if data.cascades > 1 and not data.has_alpha else "grid"
+    def resolved(self, data: PosedImages) -> "TrainerConfig":
+        """These settings with the scene-dependent defaults decided for `data`: `sampler` 'auto' and
+        `distortion` None. Proposals were meant for unbounded scenes (nerfacto, nerfacc on Mip-NeRF 360
+        with a GPU), but on two CPU cores the grid with the distortion loss generalises better on fox
+        within minutes (BENCHMARKS.md, "Real captures"): proposal fields fit the training views closer
+        and the held-out ones worse. So auto is the grid for every kind of scene today."""
+        sampler = "grid" if self.sampler == "auto" else self.sampler
+        distortion = self.distortion if self.distortion is not None else (0.002 if unbounded(data) else 0.0)
+        return dataclasses.replace(self, sampler=sampler, distortion=distortion)
 
 
 @dataclass
@@ -155,6 +166,12 @@ class TrainState:
     occupied_fraction: float = 1.0
     preview: Tensor | None = field(default=None, repr=False)  # [H, W, 3] latest held-out render
     done: bool = False
+
+
+def unbounded(data: PosedImages) -> bool:
+    """A real capture's situation: the scene reaches beyond its box (several cascades) and every pixel
+    is opaque (no alpha), so every ray ends on something, near or far."""
+    return data.cascades > 1 and not data.has_alpha
 
 
 LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors")  # checkpoint prefixes, see `Trainer.learned`
@@ -186,16 +203,20 @@ class Trainer:
     def __init__(self, model: Field, grid: OccupancyGrid, train: PosedImages, config: TrainerConfig,
                  held_out: PosedImages | None = None, device: str = "cpu"):
         config.check()
+        config = config.resolved(train)
         self.model, self.grid, self.config, self.device = model, grid, config, torch.device(device)
         self.train_data, self.held_out = train, held_out
         self.images = train.images.to(self.device)  # [N, H, W, 4] uint8
         self.cameras = train.cameras.to(self.device)
+        self._all_views = torch.arange(len(train), device=self.device)
         box = grid.aabb
         self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
+        # the proposal sampler's distance unit and the pose translations' scale: the box's mean half size
+        self.spacing_unit = float((box[3:] - box[:3]).mean()) * 0.5
         self.cone_angle = config.cone_angle if config.cone_angle is not None else (
             max(1 / 256, 1 / float(self.cameras.fx.mean())) if grid.levels > 1 else 0.0)
         self.proposals: ProposalNetworks | None = None
-        if config.sampler_for(train) == "proposal":
+        if config.sampler == "proposal":
             with seeded(config.seed + 1, self.device):
                 self.proposals = ProposalNetworks(len(config.proposal_samples), grid.aabb, grid.levels, self.device,
                                                   lr=config.proposal_lr)
@@ -225,7 +246,7 @@ class Trainer:
         Adam moments (TensoRF rebuilds its optimizer after upsampling too)."""
         # the grid is worth reading once it has been refreshed from the field a few times after warm-up
         c = self.config
-        grid_ready = self.state.step >= c.grid_warmup_steps + 8 * c.grid_update_every
+        grid_ready = self.state.step >= c.grid_warmup_steps + 8 * self.grid_update_every
         if self.model.update_schedule(self.progress(), self.grid if grid_ready else None, self.generator):
             self.optimizer = self._make_optimizer()
             self._remember_good()
@@ -237,7 +258,7 @@ class Trainer:
         n, h, w = self.images.shape[:3]
         idx = torch.randint(0, n * h * w, (n_rays,), generator=self.generator, device=self.device)
         image, pixel = idx // (h * w), idx % (h * w)
-        cameras = self.poses.apply(self.cameras, torch.arange(n, device=self.device)) if self.poses else self.cameras
+        cameras = self.poses.apply(self.cameras, self._all_views) if self.poses is not None else self.cameras
         rays = cameras.rays(image, pixel % w, pixel // w)
         rgba = self.images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
         if self.config.random_background and self.train_data.has_alpha:
@@ -255,37 +276,43 @@ class Trainer:
 
     @torch.no_grad()
     def refined(self, cameras: Cameras) -> Cameras:
-        """Dataset cameras (training or held-out views, as read) as the run sees them: each one corrected
-        like its nearest training view where poses are refined (a training view by its own correction),
-        unchanged otherwise. Free views (orbits) need no correction: they are placed in the run's frame."""
-        return self.poses.apply(cameras.to(self.device)) if self.poses is not None else cameras.to(self.device)
+        """Dataset cameras (as read) as the run sees them where poses are refined: the training cameras
+        (`train_data.cameras` itself) by their own corrections, any other camera (held-out views) like
+        its nearest training view; unchanged otherwise. Free views (orbits) need no correction: they
+        are placed in the run's frame."""
+        cams = cameras.to(self.device)
+        if self.poses is None:
+            return cams
+        return self.poses.apply(cams, self._all_views if cameras is self.train_data.cameras else None)
 
     def _propose(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float,
                  generator: torch.Generator | None) -> ProposalSamples:
         """Proposal sampling of rays [N, 3] over the scene's reach (jittered when `generator` is given)."""
         assert self.proposals is not None
-        t_near, t_far, _ = ops.ray_aabb_intersect(rays_o, rays_d, self.grid.outer_aabb())
-        t_min = t_near.clamp(min=near)
-        t_max = torch.maximum(t_far.clamp(max=far), t_min)  # misses: an empty interval
+        with torch.no_grad():  # placement carries no gradient (the native intersection has none either)
+            t_near, t_far, _ = ops.ray_aabb_intersect(rays_o, rays_d, self.grid.outer_aabb())
+            t_min = t_near.clamp(min=near)
+            t_max = torch.maximum(t_far.clamp(max=far), t_min)  # misses: an empty interval
         anneal = anneal_power(self.state.step) if generator is not None else 1.0
         c = self.config
         return sample_proposals(rays_o, rays_d, t_min, t_max, self.proposals.density_fns, c.proposal_samples,
                                 c.field_samples, unit=self.spacing_unit, anneal=anneal, generator=generator)
 
-    @property
-    def spacing_unit(self) -> float:
-        """The proposal sampler's distance unit: the base box's mean half size."""
-        box = self.grid.aabb
-        return float((box[3:] - box[:3]).mean()) * 0.5
-
     def sample_fn(self, near: float, far: float, cone_angle: float | None = None) -> Callable[[Tensor, Tensor], RaySamples]:
         """Samples of rays for rendering (no jitter), by the run's sampler; `cone_angle` replaces the
         training one where the grid marches."""
+        return lambda o, d: self._samples(o, d, near, far, None, cone_angle)[0]
+
+    def _samples(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float, generator: torch.Generator | None,
+                 cone_angle: float | None = None) -> tuple[RaySamples, ProposalSamples | None]:
+        """The run's sampler on rays [N, 3]: the proposal networks' samples (jittered with `generator`)
+        and what their loss needs, or the grid's marched samples and None."""
         if self.proposals is not None:
-            return lambda o, d: self._propose(o, d, near, far, None).samples
+            proposed = self._propose(rays_o, rays_d, near, far, generator)
+            return proposed.samples, proposed
         cone = self.cone_angle if cone_angle is None else cone_angle
-        return lambda o, d: march(o, d, self.grid, step_size=self.step_size, near=near, far=far, cone_angle=cone,
-                                  max_samples=self.config.max_samples)
+        return march(rays_o, rays_d, self.grid, step_size=self.step_size, near=near, far=far, cone_angle=cone,
+                     max_samples=self.config.max_samples), None
 
     def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         sigma, rgb = self.model(x, d)
@@ -317,9 +344,15 @@ class Trainer:
             return torch.nn.functional.mse_loss(pred, target)
         return torch.nn.functional.smooth_l1_loss(pred, target, beta=0.1)
 
+    @property
+    def grid_update_every(self) -> int:
+        """Steps between grid refreshes: `grid_update_every`, 4x that under proposal sampling, where the
+        grid only serves exports and the backends' schedules (on fox a refresh costs 3-4 steps)."""
+        return self.config.grid_update_every * (4 if self.proposals is not None else 1)
+
     def _update_grid(self) -> None:
         c, step = self.config, self.state.step
-        full = step < c.grid_warmup_steps + 2 * c.grid_update_every
+        full = step < c.grid_warmup_steps + 2 * self.grid_update_every
         # 1/16 of the cells (plus as many occupied ones) per refresh, every 16 steps: a wrongly pruned
         # cell is probed again within ~16 refreshes (256 steps), at ~0.5 probes per training sample
         # (Instant-NGP: 1/4 of the cells every 16 steps of 2^18 samples, ~0.25 per sample; a larger
@@ -344,7 +377,7 @@ class Trainer:
         self.model.train()
         if s.step == 0 and c.carve and self.train_data.has_alpha:
             self._carve()
-        if s.step >= c.grid_warmup_steps and s.step % c.grid_update_every == 0:
+        if s.step >= c.grid_warmup_steps and s.step % self.grid_update_every == 0:
             self._update_grid()
         self._follow_schedule()
         if self._good is None:
@@ -352,19 +385,15 @@ class Trainer:
         self._set_lr()
         n_rays = int(self._n_rays)
         rays_o, rays_d, background, target, image = self._batch(n_rays)
-        proposed = None
-        if self.proposals is not None:
-            proposed = self._propose(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
-            samples = proposed.samples
-        else:
-            samples = march(rays_o, rays_d, self.grid, step_size=self.step_size, near=self.cameras.near,
-                            far=self.cameras.far, cone_angle=self.cone_angle, max_samples=c.max_samples)
+        samples, proposed = self._samples(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
         out = render(samples, rays_o, rays_d, self.shade)
         rgb = self.colors(out.rgb, out.opacity, image) if self.colors is not None else out.rgb
         rgb = rgb + (1.0 - out.opacity[:, None]) * background
         loss = self._loss(rgb, target)
         if proposed is not None:
             loss = loss + proposal_loss(proposed, out.weights)
+        if c.distortion:
+            loss = loss + c.distortion * distortion_loss(out.weights, samples, self.spacing_unit)
         for value in self.model.regularizers().values():
             loss = loss + value
         loss_value = float(loss.detach())

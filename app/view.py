@@ -188,10 +188,10 @@ class RunView:
         self.key = checkpoint_key(checkpoint)
         model, grid = build_model(self.config, self.device)
         if previous is not None and previous.config == self.config:
-            poses, self.held_out_cameras = previous.trainer.train_data, previous.held_out_cameras  # no re-decoding
+            poses, self.held_out_as_read = previous.trainer.train_data, previous.held_out_as_read  # no re-decoding
         else:
             train, held_out, _ = self.config.data.load()
-            self.held_out_cameras = held_out.cameras if held_out is not None else None
+            self.held_out_as_read: Cameras | None = held_out.cameras if held_out is not None else None
             # The trainer only renders here, which reads poses, never pixels: a zero-stride stand-in
             # keeps the training images (hundreds of MB at full size) out of the cache.
             n, h, w = len(train), train.cameras.height, train.cameras.width
@@ -201,6 +201,9 @@ class RunView:
         self.trainer = Trainer(model, grid, poses, self.config.trainer_config(), None, self.device)
         load_weights(self.trainer, checkpoint)
         load_progress(self.trainer, checkpoint)
+        # held-out cameras where the evaluation sees them (refined poses: like their nearest training view)
+        self.held_out_cameras = (None if self.held_out_as_read is None
+                                 else self.trainer.refined(self.held_out_as_read).to("cpu"))
         aabb = torch.tensor(self.config.aabb)
         self.center: Tensor = (aabb[:3] + aabb[3:]) / 2  # [3]
         self.up: Tensor = orbit_up(poses.cameras)  # [3]

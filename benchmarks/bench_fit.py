@@ -8,17 +8,28 @@ Scenes (default: mic and shapes):
 - fox: instant-ngp fox at 135x240 (downscale 8, OPENCV distortion; every 8th view held out);
 - castle: sceaux-castle after `onefield process` (photos at 1000 px, then downscale 8 to 125x94;
   every 8th view held out).
-One fresh run per budget, through the same `FitJob` the CLI uses, equivalent to
+One fresh run per budget and variant, through the same `FitJob` the CLI uses, equivalent to
 
-    onefield fit DATA --minutes M --downscale K --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512
+    onefield fit DATA --minutes M --downscale K --hashgrid.log2-table-size 17 --hashgrid.max-resolution 512 \
+        [the variant's --trainer.* options]
+
+Variants (`--variants`, default: default): `default` (the trainer's defaults), or named option sets
+from VARIANTS, or a JSON object of TrainerConfig options. `--main DIR` also runs DIR's own copy of
+this script (a checkout of another commit, e.g. today's main in a git worktree, with its extension
+built) on the same scenes and budgets first, in the same process tree and machine state, so its
+rows compare side by side.
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
-samples in training steps (the occupancy-grid probes come on top). Each row also lists the PSNR
-of every held-out view and the mean PSNR of up to 16 training views (fit versus generalisation).
+samples in training steps (the occupancy-grid probes and proposal samples come on top). Each row
+also lists the PSNR of every held-out view and the mean PSNR of up to 16 training views (fit versus
+generalisation).
 """
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,8 +44,47 @@ from onefield.scenes import make_shapes_scene
 from onefield.scenes.sfm import ProcessConfig, process
 
 
-def fit_once(data: DataSpec, minutes: float, out: Path, device: str) -> dict[str, float]:
-    trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0)
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "grid": {"sampler": "grid", "distortion": 0.0},
+    "grid+distortion": {"sampler": "grid", "distortion": 0.002},
+    "proposal": {"sampler": "proposal", "distortion": 0.002},
+    "default+poses+appearance": {"refine_poses": True, "appearance": True},
+    "grid+distortion+poses": {"sampler": "grid", "distortion": 0.002, "refine_poses": True},
+    "grid+distortion+appearance": {"sampler": "grid", "distortion": 0.002, "appearance": True},
+    "grid+distortion+poses+appearance": {"sampler": "grid", "distortion": 0.002, "refine_poses": True,
+                                         "appearance": True},
+    "proposal+poses+appearance": {"sampler": "proposal", "distortion": 0.002, "refine_poses": True,
+                                  "appearance": True},
+}
+
+
+def variant_options(name: str) -> dict:
+    return json.loads(name) if name.startswith("{") else VARIANTS[name]
+
+
+def run_main(checkout: Path, scenes: list[str], minutes: list[float], device: str) -> dict:
+    """The figures of `checkout`'s own bench_fit.py, run on its own package: PYTHONPATH is a folder
+    made beside it whose `onefield/` links what setup.py's package_dir maps (the package root's files
+    and every top-level package folder), so nothing is imported from this checkout."""
+    link_root = checkout.parent / f"{checkout.name}-pythonpath"
+    package = link_root / "onefield"
+    package.mkdir(parents=True, exist_ok=True)
+    for item in [*(checkout / "onefield").iterdir(), *(p for p in checkout.iterdir() if (p / "__init__.py").is_file())]:
+        if not (package / item.name).exists():
+            (package / item.name).symlink_to(item.resolve())
+    env = {**os.environ, "PYTHONPATH": str(link_root)}
+    cmd = [sys.executable, str(checkout / "benchmarks" / "bench_fit.py"), "--scenes", *scenes,
+           "--minutes", *map(str, minutes), "--device", device]
+    done = subprocess.run(cmd, env=env, cwd=checkout / "benchmarks", capture_output=True, text=True, check=True)
+    for line in done.stdout.splitlines():
+        if not line.startswith("{"):
+            print(f"main: {line}", flush=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: dict | None = None) -> dict[str, float]:
+    trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0, **(options or {}))
     job = FitJob.create(data, "hashgrid", DEMO_FIELD, trainer, out, device=device)
     state = job.run()
     result = job.final_eval
@@ -54,10 +104,16 @@ def main() -> None:
     parser.add_argument("--scenes", nargs="+", default=["mic", "shapes"], choices=["mic", "shapes", "fern", "fox", "castle"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mic-downscale", type=int, default=8, help="8: 100x100 (CPU); 1: 800x800 (GPU)")
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        help=f"trainer option sets: {', '.join(VARIANTS)}, or JSON objects of TrainerConfig options")
+    parser.add_argument("--main", type=Path, default=None,
+                        help="a checkout of another commit (extension built) whose bench_fit.py runs first, same scenes")
     args = parser.parse_args()
+    figures: dict[str, object] = {}
+    if args.main is not None:
+        figures["main"] = run_main(args.main, args.scenes, args.minutes, args.device)
     torch.manual_seed(0)
     data_root = Path(os.environ.get("ONEFIELD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         makers = {
             "mic": lambda: DataSpec(str(data_root / "nerf-synthetic-mic"), downscale=args.mic_downscale, eval_split="val"),
@@ -71,11 +127,13 @@ def main() -> None:
         for name, spec in specs.items():
             rows = []
             for minutes in args.minutes:
-                row = fit_once(spec, minutes, Path(tmp) / "runs", args.device)
-                rows.append(row)
-                print(f"{name:7s} {minutes:4.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
-                      f"{row['steps']:6d} steps  {row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray  "
-                      f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
+                for variant in args.variants:
+                    row = fit_once(spec, minutes, Path(tmp) / "runs", args.device, variant_options(variant))
+                    rows.append({"variant": variant, **row})
+                    print(f"{name:7s} {minutes:4.1f} min {variant:34s} PSNR {row['psnr']:6.2f} dB (train views "
+                          f"{row['train_views_psnr']:5.2f})  SSIM {row['ssim']:.4f}  {row['steps']:6d} steps  "
+                          f"{row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray  "
+                          f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows
     finish("fit", figures | {"device": args.device})
 

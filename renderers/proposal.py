@@ -57,8 +57,8 @@ def dense_packed(n_rays: int, per_ray: int, device: torch.device) -> tuple[Tenso
 
 
 def _uniform_edges(n_rays: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """[N, n + 1] edges even in s over [0, 1]; with `generator`, every inner edge moves by one jitter
-    per ray within its half-bins (nerfstudio's single jitter), the ends stay at 0 and 1."""
+    """[N, n + 1] edges even in s over [0, 1]; with `generator`, every edge moves by one jitter per ray
+    within its half-bins (nerfstudio's single jitter: the ends move inwards by up to half a bin)."""
     edges = torch.linspace(0.0, 1.0, n + 1, device=device).expand(n_rays, n + 1)
     if generator is None:
         return edges.contiguous()

@@ -70,6 +70,8 @@ def test_masks_that_contradict_the_poses_warn_and_train_on_the_whole_box(shapes_
 @pytest.mark.parametrize("options", [{}, {"sampler": "proposal", "refine_poses": True, "appearance": True}],
                          ids=["grid", "proposal-poses-colors"])
 def test_resumed_training_matches_uninterrupted(shapes_scene, tmp_path, options):
+    learned = {"proposal", "poses", "colors"} if options else {"occupancy"}
+    options = {**options, "grid_warmup_steps": 16, "grid_update_every": 4}  # proposals refresh every 16
     straight = make_trainer(shapes_scene, steps=40, **options)
     for _ in range(20):
         straight.step()
@@ -83,7 +85,15 @@ def test_resumed_training_matches_uninterrupted(shapes_scene, tmp_path, options)
     assert got == expected  # bit-exact: same rays, backgrounds, weights and Adam moments
     saved, restored = model_tensors(straight), model_tensors(resumed)
     assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
-    assert {k.split(".")[0] for k in saved} >= ({"proposal", "poses", "colors"} if options else {"occupancy"})
+    assert {k.split(".")[0] for k in saved} >= learned
+
+
+def test_a_checkpoint_with_modules_the_config_lacks_is_refused(shapes_scene, tmp_path):
+    trainer = make_trainer(shapes_scene, steps=4, sampler="proposal", refine_poses=True)
+    trainer.step()
+    save_checkpoint(tmp_path, trainer)
+    with pytest.raises(UserError, match="holds poses, proposal weights that the trainer settings"):
+        load_checkpoint(tmp_path, make_trainer(shapes_scene, steps=4))
 
 
 def test_nan_loss_restores_the_last_good_state(shapes_scene):
