@@ -60,7 +60,7 @@ class TrainerConfig:
     sampler: Literal["auto", "grid", "proposal"] = "auto"
     """where each ray's samples go: grid (march the occupancy grid, skipping empty cells), proposal
     (nerfacto's proposal networks place `field_samples` per ray) or auto (the one that measured best
-    for the kind of scene: today the grid for every kind, see `sampler_for`)"""
+    for the kind of scene: today the grid for every kind, see `resolved`)"""
     proposal_samples: tuple[int, ...] = (128, 64)
     """samples per ray of each proposal network, coarse to fine (nerfacto: 256 96)"""
     field_samples: int = 48
