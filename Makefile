@@ -46,7 +46,7 @@ gui: setup
 	$(VENV)/bin/onefield gui --workspace $(WORKSPACE)
 
 test: setup browser
-	$(PY) -m pytest -q -rs -p no:dash tests
+	$(PY) -m pytest -q -rs -p no:dash --durations=25 tests
 
 bench: setup
 	$(PY) benchmarks/bench_march_render.py

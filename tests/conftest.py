@@ -79,6 +79,26 @@ def shapes_scene(tmp_path_factory):
     return make_shapes_scene(tmp_path_factory.mktemp("shapes"), n_train=24, n_test=6, size=40)
 
 
+SHAPES_FIELD = {"n_levels": 12, "log2_table_size": 15, "max_resolution": 256}  # a small hash grid: seconds per fit
+SHAPES_TRAINER = dict(target_samples=1 << 13, render_steps=256, eval_every=0, checkpoint_every=0)
+
+
+@pytest.fixture(scope="session")
+def fitted_shapes(shapes_scene, tmp_path_factory):
+    """One 600-step hash-grid fit of `shapes_scene` (~20 s), shared by the tests that need a trained run
+    (the trainer's, the exporter's, the viewer's): a FitJob whose trainer is still in memory. Tests
+    may add files to its run folder but change nothing in it; one that must, copies it first."""
+    from onefield.app.fit import FitJob
+    from onefield.app.runs import DataSpec
+    from onefield.app.trainer import TrainerConfig
+
+    torch.manual_seed(0)
+    job = FitJob.create(DataSpec(str(shapes_scene.root)), "hashgrid", SHAPES_FIELD,
+                        TrainerConfig(steps=600, **SHAPES_TRAINER), tmp_path_factory.mktemp("fitted"))
+    job.run()
+    return job
+
+
 @pytest.fixture(scope="session")
 def free_port():
     """A function returning a free local port (for the GUI tests' servers)."""

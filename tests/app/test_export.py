@@ -14,26 +14,17 @@ import trimesh
 from onefield.app.cli import main
 from onefield.app.evaluate import run_renderer
 from onefield.app.export import colors_along_normals, depth_views, export_mesh, extract
-from onefield.app.fit import FitJob
 from onefield.app.mesh_config import CleanupConfig, MeshExportConfig
 from onefield.app.mesh_metrics import score_mesh
-from onefield.app.runs import DataSpec
-from onefield.app.trainer import TrainerConfig
 
-# F-score at 1% of the diagonal on the 40x40 shapes scene after 600 hashgrid steps (measured: mc 0.76,
+# F-score at 1% of the diagonal on the 40x40 shapes scene after 600 hashgrid steps (`fitted_shapes`) (measured: mc 0.76,
 # tsdf 0.55, poisson 0.45: 40-px views bound the depth methods); the floors leave room for noise.
 F_FLOOR = {"mc": 0.65, "tsdf": 0.42, "poisson": 0.33}
 
 
 @pytest.fixture(scope="module")
-def fitted_run(shapes_scene, tmp_path_factory):
-    torch.manual_seed(0)
-    config = TrainerConfig(steps=600, target_samples=1 << 13, render_steps=256, eval_every=0, checkpoint_every=0)
-    job = FitJob.create(DataSpec(str(shapes_scene.root)), "hashgrid",
-                        {"n_levels": 12, "log2_table_size": 15, "max_resolution": 256}, config,
-                        tmp_path_factory.mktemp("export"))
-    job.run()
-    return job.run_dir
+def fitted_run(fitted_shapes):
+    return fitted_shapes.run_dir
 
 
 @pytest.mark.parametrize("method", ["mc", "tsdf", "poisson"])

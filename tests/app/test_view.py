@@ -23,20 +23,19 @@ from onefield.app.view import (Orbit, RunView, colorize_depth, compare_runs, ope
 from onefield.errors import UserError
 from onefield.scenes.rays import look_at
 
-FIELD = {"n_levels": 12, "log2_table_size": 15, "max_resolution": 256}
+from conftest import SHAPES_FIELD, SHAPES_TRAINER
 
 
 def fit(scene, out, steps: int):
     torch.manual_seed(0)
-    config = TrainerConfig(steps=steps, target_samples=1 << 13, render_steps=256, eval_every=0, checkpoint_every=0)
-    job = FitJob.create(DataSpec(str(scene.root)), "hashgrid", FIELD, config, out)
+    job = FitJob.create(DataSpec(str(scene.root)), "hashgrid", SHAPES_FIELD, TrainerConfig(steps=steps, **SHAPES_TRAINER), out)
     job.run()
     return job.run_dir
 
 
 @pytest.fixture(scope="module")
-def fitted_run(shapes_scene, tmp_path_factory):
-    return fit(shapes_scene, tmp_path_factory.mktemp("view"), 600)
+def fitted_run(fitted_shapes):
+    return fitted_shapes.run_dir
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from onefield.app.gui import launch
 from onefield.app.gui.page import DEMO
 
 FIT = {"log2_table_size": 15, "max_resolution": 256}  # small: each fit takes seconds
+FIT_CP = {"density_rank": 16, "app_rank": 48, "resolution_final": 128}  # TensoRF-CP's 500^3 default: 0.3 s a step
 STEPS = 120
 
 
@@ -59,7 +60,7 @@ def fitted(app):
     page, gui, client = app
     sid = client.predict(None, api_name="/session")[0]
     first = client.predict(sid, DEMO, "hashgrid", FIT, {}, None, STEPS, 1.0, api_name="/fit")
-    second = client.predict(sid, DEMO, "tensorf-cp", {}, {}, None, STEPS, 1.0, api_name="/fit")
+    second = client.predict(sid, DEMO, "tensorf-cp", FIT_CP, {}, None, STEPS, 1.0, api_name="/fit")
     queued = gui.trainings.state(second, sid)
     assert queued.status == "queued" and queued.queue_position == 1
     runs = [wait(client, sid, job) for job in (first, second)]
