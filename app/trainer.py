@@ -32,6 +32,7 @@ from onefield.renderers.carving import carve
 from onefield.renderers.distortion import distortion_loss
 from onefield.renderers.proposal import ProposalSamples, anneal_power, proposal_loss, sample_proposals
 from onefield.scenes import Cameras, PosedImages
+from onefield.scenes.frames import downscale_rgba
 from onefield.errors import UserError
 
 from .corrections import ColorCorrections, PoseCorrections
@@ -82,6 +83,9 @@ class TrainerConfig:
     the mean map"""
     appearance_lr: float = 1e-3
     """Adam learning rate of the colour maps"""
+    coarse_images: float = 0.0
+    """training progress until which rays come from half-resolution images (each pixel the mean of 2x2, the
+    ray through its centre): the low frequencies first; 0: full resolution throughout"""
     grid_resolution: int = 128
     """occupancy-grid cells per axis"""
     grid_update_every: int = 16
@@ -126,6 +130,8 @@ class TrainerConfig:
             raise UserError(f"loss must be 'huber' or 'mse', got {self.loss!r}")
         if self.steps <= 0 or (self.minutes is not None and self.minutes <= 0):
             raise UserError("steps and minutes must be positive")
+        if not 0 <= self.coarse_images < 1:
+            raise UserError(f"coarse_images is a fraction of the budget in [0, 1), got {self.coarse_images}")
         if self.sampler not in ("auto", "grid", "proposal"):
             raise UserError(f"sampler must be 'auto', 'grid' or 'proposal', got {self.sampler!r}")
         if self.distortion is not None and not self.distortion >= 0:
@@ -208,6 +214,10 @@ class Trainer:
         self.train_data, self.held_out = train, held_out
         self.images = train.images.to(self.device)  # [N, H, W, 4] uint8
         self.cameras = train.cameras.to(self.device)
+        self._coarse: tuple[Tensor, Cameras] | None = None  # the half-resolution images and their cameras
+        if config.coarse_images > 0:
+            half = self.cameras.scaled(0.5)
+            self._coarse = downscale_rgba(self.images, half.width, half.height), half
         self._all_views = torch.arange(len(train), device=self.device)
         box = grid.aabb
         self.step_size = float((box[3:] - box[:3]).norm()) / config.render_steps
@@ -255,12 +265,14 @@ class Trainer:
     def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Random rays of the training images: origins, directions (through the pose corrections, with
         their gradients), background, target colour and the image of each ray."""
-        n, h, w = self.images.shape[:3]
+        coarse = self._coarse is not None and self.progress() < self.config.coarse_images
+        images, cameras = self._coarse if coarse else (self.images, self.cameras)
+        n, h, w = images.shape[:3]
         idx = torch.randint(0, n * h * w, (n_rays,), generator=self.generator, device=self.device)
         image, pixel = idx // (h * w), idx % (h * w)
-        cameras = self.poses.apply(self.cameras, self._all_views) if self.poses is not None else self.cameras
+        cameras = self.poses.apply(cameras, self._all_views) if self.poses is not None else cameras
         rays = cameras.rays(image, pixel % w, pixel // w)
-        rgba = self.images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
+        rgba = images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
         if self.config.random_background and self.train_data.has_alpha:
             background = torch.rand(n_rays, 3, generator=self.generator, device=self.device)
         else:

@@ -14,7 +14,7 @@ One fresh run per budget and variant, through the same `FitJob` the CLI uses, eq
         [the variant's --trainer.* options]
 
 Variants (`--variants`, default: default): `default` (the trainer's defaults), or named option sets
-from VARIANTS, or a JSON object of TrainerConfig options. `--main DIR` also runs DIR's own copy of
+from VARIANTS, or a JSON object of TrainerConfig options (keys `field.NAME`: options of the hash grid). `--main DIR` also runs DIR's own copy of
 this script (a checkout of another commit, e.g. today's main in a git worktree, with its extension
 built) on the same scenes and budgets first, in the same process tree and machine state, so its
 rows compare side by side.
@@ -26,6 +26,7 @@ generalisation).
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -56,6 +57,8 @@ VARIANTS: dict[str, dict] = {
                                          "appearance": True},
     "proposal+poses+appearance": {"sampler": "proposal", "distortion": 0.002, "refine_poses": True,
                                   "appearance": True},
+    "coarse-images": {"coarse_images": 0.25},
+    "coarse-to-fine": {"field.coarse_to_fine": 0.3},
 }
 
 
@@ -84,8 +87,11 @@ def run_main(checkout: Path, scenes: list[str], minutes: list[float], device: st
 
 
 def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: dict | None = None) -> dict[str, float]:
-    trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0, **(options or {}))
-    job = FitJob.create(data, "hashgrid", DEMO_FIELD, trainer, out, device=device)
+    options = options or {}
+    field = {k.removeprefix("field."): v for k, v in options.items() if k.startswith("field.")}
+    trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0,
+                            **{k: v for k, v in options.items() if not k.startswith("field.")})
+    job = FitJob.create(data, "hashgrid", dataclasses.replace(DEMO_FIELD, **field), trainer, out, device=device)
     state = job.run()
     result = job.final_eval
     assert result is not None

@@ -93,9 +93,18 @@ class HashGridEncoding(torch.nn.Module):
     def out_dim(self) -> int:
         return self.config.n_levels * self.config.n_features
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, levels: int | None = None) -> Tensor:
+        """Features of the `levels` coarsest levels (default: all), zero for the finer ones, which then
+        get no gradient either (coarse-to-fine training). Our kernels skip the inactive levels' work."""
         if x.dim() != 2 or x.shape[-1] != 3:
             raise ValueError(f"x must be [N, 3] in [0, 1]^3, got {tuple(x.shape)}")
+        n = self.config.n_levels
+        k = n if levels is None else levels
+        if not 1 <= k <= n:
+            raise ValueError(f"levels must be in [1, {n}], got {levels}")
         if self.implementation == "tcnn":
-            return self.tcnn(x).float()
-        return hash_encode(x, self.table, self.scales, self.resolutions)
+            out = self.tcnn(x).float()
+            out = out[:, :k * self.config.n_features]
+        else:
+            out = hash_encode(x, self.table[:k], self.scales[:k], self.resolutions[:k])
+        return out if k == n else torch.nn.functional.pad(out, (0, (n - k) * self.config.n_features))

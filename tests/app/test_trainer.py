@@ -38,6 +38,25 @@ def test_tiny_scene_is_learned(shapes_scene, fitted_shapes):
     assert after.images[0].shape == (40, 40, 3) and s.preview is not None
 
 
+def test_coarse_images_come_first_then_full_resolution(shapes_scene):
+    """Until `coarse_images` of the budget a ray passes through the centre of a half-resolution pixel and
+    its target is the mean of the 2x2 pixels there; afterwards through full-resolution pixel centres."""
+    trainer = make_trainer(shapes_scene, steps=100, coarse_images=0.5, random_background=False)
+    rgba = trainer.images.float() / 255.0  # [N, 40, 40, 4] premultiplied
+    for step, factor in ((49, 2), (50, 1)):
+        trainer.state.step = step
+        origins, directions, _, target, image = trainer._batch(200)
+        uv = torch.cat([trainer.cameras.project((origins + directions)[k:k + 1], int(image[k]))[0] for k in range(200)])
+        pixel = torch.floor(uv / factor).long()  # [R, 2] in the images of this phase
+        torch.testing.assert_close(uv, (pixel + 0.5) * factor, rtol=0, atol=1e-3)  # through its centre
+        blocks = torch.stack([rgba[i, v * factor:(v + 1) * factor, u * factor:(u + 1) * factor].mean((0, 1))
+                              for i, (u, v) in zip(image.tolist(), pixel.tolist())])  # [R, 4]
+        expected = blocks[:, :3] + 1.0 - blocks[:, 3:]  # on white
+        torch.testing.assert_close(target, expected, rtol=0, atol=1.5 / 255)  # the half images are uint8 too
+    with pytest.raises(UserError, match="coarse_images"):
+        make_trainer(shapes_scene, coarse_images=1.0)
+
+
 def test_training_starts_from_the_visual_hull_of_the_masks(shapes_scene):
     carved, whole = make_trainer(shapes_scene, steps=10), make_trainer(shapes_scene, steps=10, carve=False)
     carved.step()

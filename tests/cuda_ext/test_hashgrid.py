@@ -100,6 +100,29 @@ def test_encoding_module_runs_our_kernels(device):
         enc(x[:, :2])
 
 
+@pytest.mark.parametrize("kernels", ["native", "torch"])
+def test_coarse_levels_only_encode_and_train_the_first_levels(device, kernels, monkeypatch):
+    """`levels=k`: the first k levels' features exactly as with all levels, zeros after them, and no
+    gradient into the finer levels' tables (coarse-to-fine training), in our kernels and their twin."""
+    if kernels == "torch":
+        monkeypatch.setenv("ONEFIELD_KERNELS", "torch")
+    config = HashGridConfig(n_levels=6, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=128)
+    enc = HashGridEncoding(config, device=device, implementation="onefield", init_scale=1.0)
+    x = torch.rand(300, 3, device=device)
+    full = enc(x)
+    coarse = enc(x, levels=2)
+    assert coarse.shape == full.shape == (300, 12)
+    torch.testing.assert_close(coarse[:, :4], full[:, :4], rtol=0, atol=0)
+    assert torch.all(coarse[:, 4:] == 0)
+    coarse.square().sum().backward()
+    grad = enc.table.grad
+    assert grad[:2].abs().sum() > 0 and torch.all(grad[2:] == 0)
+    torch.testing.assert_close(enc(x, levels=6), full)
+    for bad in (0, 7):
+        with pytest.raises(ValueError, match=r"levels must be in \[1, 6\]"):
+            enc(x, levels=bad)
+
+
 def test_tcnn_is_chosen_only_where_it_can_run(monkeypatch):
     assert choose_implementation("cpu") == "onefield"
     assert choose_implementation("cpu", "onefield") == "onefield"

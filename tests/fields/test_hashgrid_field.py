@@ -64,6 +64,32 @@ def test_every_parameter_group_gets_gradients():
             assert p.grad is not None and float(p.grad.abs().sum()) > 0
 
 
+def test_coarse_to_fine_switches_the_levels_on_in_equal_steps():
+    """From `coarse_levels` at the start to every level at `coarse_to_fine` of the budget, one level per
+    equal stage; a step at the start moves only the active levels' tables; a loaded field uses them all."""
+    config = {**SMALL, "n_levels": 8, "log2_table_size": 12, "coarse_to_fine": 0.4, "coarse_levels": 3}
+    field = fields.build("hashgrid", AABB, config)
+    assert field.levels == 8
+    seen = []
+    for p in range(101):
+        assert field.update_schedule(p / 100, None) is False  # the optimizer keeps the same tables
+        seen.append(field.levels)
+    assert seen == sorted(seen) and seen[0] == 3 and seen[40:] == [8] * 61
+    assert [seen[:40].count(k) for k in range(3, 8)] == [7, 7, 6, 7, 7]  # 0.4 / 6 of the budget per stage
+    assert fields.build("hashgrid", AABB, SMALL).levels_at(0.0) == 4  # no schedule: every level from the start
+
+    field.update_schedule(0.0, None)
+    before = field.encoding.table.detach().clone()
+    optimizer = torch.optim.Adam(field.parameters(), lr=1e-2)
+    x = torch.rand(2000, 3) * 1.8 - 0.9
+    d = torch.nn.functional.normalize(torch.randn(2000, 3), dim=-1)
+    sigma, rgb = field(x, d)
+    (sigma.sum() + rgb.sum()).backward()
+    optimizer.step()
+    moved = (field.encoding.table.detach() != before).flatten(1).any(1)
+    assert moved.tolist() == [True] * 3 + [False] * 5
+
+
 def test_trunc_exp_clamps_its_gradient():
     x = torch.tensor([0.0, 20.0], requires_grad=True)
     y = trunc_exp(x)
