@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from onefield.cuda_ext import HashGridConfig, HashGridEncoding
+from onefield.errors import UserError
 
 from .base import Field
 from .encodings import DensityColorHead, HeadConfig
@@ -37,6 +38,9 @@ class HashGridField(Field):
 
     def __init__(self, config: HashGridFieldConfig, aabb: Sequence[float] | Tensor, device: torch.device | str = "cpu",
                  cascades: int = 1):
+        if not 0 <= config.coarse_to_fine <= 1 or config.coarse_levels < 1:
+            raise UserError(f"hashgrid coarse_to_fine must be a fraction of the budget in [0, 1] and coarse_levels at "
+                            f"least 1, got {config.coarse_to_fine} and {config.coarse_levels}")
         super().__init__(config, aabb, cascades)
         self.encoding = HashGridEncoding(config, device=device, implementation=config.implementation)
         self.head = DensityColorHead(self.encoding.out_dim, config)

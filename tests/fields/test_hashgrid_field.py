@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from onefield import fields
+from onefield.errors import UserError
 from onefield.fields import SIGMA_LOGIT_RANGE, trunc_exp
 from onefield.fields.hashgrid import HashGridField, HashGridFieldConfig
 
@@ -77,6 +78,8 @@ def test_coarse_to_fine_switches_the_levels_on_in_equal_steps():
     assert seen == sorted(seen) and seen[0] == 3 and seen[40:] == [8] * 61
     assert [seen[:40].count(k) for k in range(3, 8)] == [7, 7, 6, 7, 7]  # 0.4 / 6 of the budget per stage
     assert fields.build("hashgrid", AABB, SMALL).levels_at(0.0) == 4  # no schedule: every level from the start
+    with pytest.raises(UserError, match="coarse_to_fine"):  # past the budget: the final field would miss levels
+        fields.build("hashgrid", AABB, {**config, "coarse_to_fine": 1.5})
 
     field.update_schedule(0.0, None)
     before = field.encoding.table.detach().clone()
