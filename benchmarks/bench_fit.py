@@ -16,8 +16,8 @@ One fresh run per budget and variant, through the same `FitJob` the CLI uses, eq
 Variants (`--variants`, default: default): `default` (the trainer's defaults), or named option sets
 from VARIANTS, or a JSON object of TrainerConfig options (keys `field.NAME`: options of the hash
 grid). `--main DIR` also runs DIR's own copy of this script (a checkout of another commit, e.g.
-today's main in a git worktree, with its extension built) on the same scenes and budgets first, in the same process tree and machine state, so its
-rows compare side by side.
+today's main in a git worktree, with its extension built) on the same scenes and budgets first, in
+the same process tree and machine state, so its rows compare side by side.
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
 samples in training steps (the occupancy-grid probes and proposal samples come on top). Each row
