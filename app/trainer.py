@@ -90,6 +90,9 @@ class TrainerConfig:
     """occupancy-grid cells per axis"""
     grid_update_every: int = 16
     """steps between occupancy-grid refreshes"""
+    grid_probes_per_sample: float = 0.25
+    """occupancy-grid probes evaluated per refresh, at most this many per training sample the steps since
+    the last refresh aim for (`target_samples`), and at most 1/8 of the cells; half uniform, half occupied"""
     grid_warmup_steps: int = 128
     """steps before the grid first prunes: until then every cell (of the visual hull, see `carve`) is
     sampled, so thin structures are learned before a refresh can cut them away (the first two
@@ -365,11 +368,14 @@ class Trainer:
     def _update_grid(self) -> None:
         c, step = self.config, self.state.step
         full = step < c.grid_warmup_steps + 2 * self.grid_update_every
-        # 1/16 of the cells (plus as many occupied ones) per refresh, every 16 steps: a wrongly pruned
-        # cell is probed again within ~16 refreshes (256 steps), at ~0.5 probes per training sample
-        # (Instant-NGP: 1/4 of the cells every 16 steps of 2^18 samples, ~0.25 per sample; a larger
-        # fraction would cost a CPU more than it saves). Pruning speed is set by the 0.95 decay.
-        n_cells = None if full else max(self.grid.n_cells // 16, 1)
+        # At most 1/16 of the cells uniformly (plus as many occupied ones) per refresh, and at most
+        # grid_probes_per_sample probes per training sample: a probe costs ~1/3 of a training sample
+        # here, and on fox (3 cascades of 128^3) 1/16 + 1/16 of the cells took a third of the training
+        # time (BENCHMARKS.md, "Occupancy-grid probes per sample"). The budget counts probes evaluated:
+        # uniform draws that land on excluded (carved) cells cost nothing, so carved scenes draw more.
+        budget = c.grid_probes_per_sample / 2 * self.grid_update_every * c.target_samples
+        live = max(1.0 - self.grid.excluded_fraction(), 1e-3)
+        n_cells = None if full else max(min(self.grid.n_cells // 16, int(budget / live)), 1)
         self.grid.update(self.model.density, step_size=self.step_size, threshold=c.grid_threshold,
                          n_cells=n_cells, generator=self.generator)
         self.state.occupied_fraction = self.grid.occupied_fraction()

@@ -57,6 +57,30 @@ def test_coarse_images_come_first_then_full_resolution(shapes_scene):
         make_trainer(shapes_scene, coarse_images=1.0)
 
 
+@pytest.mark.parametrize("ratio", [1e9, 0.1])
+def test_grid_refresh_probes_within_its_budget(shapes_scene, ratio):
+    """Past the full refreshes, one probes min(1/16 of the cells, grid_probes_per_sample / 2 per sample
+    the steps since the last refresh aim for) uniform cells, and as many occupied ones."""
+    trainer = make_trainer(shapes_scene, carve=False, grid_probes_per_sample=ratio)
+    c = trainer.config
+    probed = []
+    density = trainer.model.density
+    trainer.model.density = lambda x: (probed.append(x.shape[0]), density(x))[1]
+    trainer.state.step = c.grid_warmup_steps + 2 * trainer.grid_update_every  # the first partial refresh
+    trainer._update_grid()
+    uniform = min(trainer.grid.n_cells // 16, int(ratio / 2 * c.grid_update_every * c.target_samples))
+    assert sum(probed) == 2 * uniform  # every cell is occupied in a new grid: as many occupied draws
+    assert uniform == (16384 if ratio > 1 else 6553)
+    # a carved grid (half of it excluded) draws twice as many uniform cells for the same cost
+    trainer.grid.exclude_(torch.arange(trainer.grid.n_cells) % 2 == 0)
+    probed.clear()
+    occupied = int(trainer.grid.binary().sum())
+    trainer._update_grid()
+    drawn = min(trainer.grid.n_cells // 16, int(ratio / 2 * c.grid_update_every * c.target_samples / 0.5))
+    assert drawn == (16384 if ratio > 1 else 13107)
+    assert abs(sum(probed) - (drawn / 2 + min(drawn, occupied))) < 0.05 * drawn  # ~half the uniform draws land
+
+
 def test_training_starts_from_the_visual_hull_of_the_masks(shapes_scene):
     carved, whole = make_trainer(shapes_scene, steps=10), make_trainer(shapes_scene, steps=10, carve=False)
     carved.step()
