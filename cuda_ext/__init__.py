@@ -1,7 +1,8 @@
 """Native kernels: ray/box intersection, occupancy grid, ray marching, packed volume rendering,
-hash encoding, bilinear sampling of tensor factors and Strivec's local tri-vectors. Each op has a
-C++ (CPU), a CUDA and a pure-torch implementation of one algorithm; see ``ops.py`` for dispatch
-and ``reference.py`` for the twins."""
+hash encoding, bilinear sampling of tensor factors and Strivec's local tri-vectors, and Gaussian
+splatting (projection, tile binning, compositing). Each op has a C++ (CPU), a CUDA and a pure-torch
+implementation of one algorithm; see ``ops.py`` and ``splat.py`` for dispatch, ``reference.py`` and
+``splat_reference.py`` for the twins."""
 
 from ._loader import LOAD_ERROR, native
 from .encoding import HashGridConfig, HashGridEncoding, choose_implementation

@@ -1,4 +1,5 @@
-"""How a field becomes pixels: occupancy grid, ray marching, volume rendering.
+"""How a field becomes pixels: occupancy grid, ray marching, volume rendering; and Gaussian splats
+(`splatting.py`: SH colour, projection, tile rasterization).
 
 Field-agnostic: everything takes callables (`sigma_fn(x) -> sigma`, `rgb_sigma_fn(x, d) ->
 (rgb, sigma)`, or a `Deferred` pair for fields whose colour is costly) and never imports

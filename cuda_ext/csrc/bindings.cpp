@@ -239,6 +239,144 @@ at::Tensor interval_weights_backward(const at::Tensor& g_out, const at::Tensor& 
   return DISPATCH(g_out, interval_weights_backward, g_out, t_query, t_src);
 }
 
+// Splats: every tensor one float dtype on one device (ids int64, radii int32), contiguous.
+SplatCamera splat_camera(const std::vector<double>& w2c, double fx, double fy, double cx, double cy, int64_t width,
+                         int64_t height, double near_plane, double far_plane, double eps2d, bool antialiased) {
+  TORCH_CHECK(w2c.size() == 12, "w2c must hold 12 values (a row-major [3, 4] matrix)");
+  TORCH_CHECK(width > 0 && height > 0, "the image must have a positive size");
+  TORCH_CHECK(fx > 0 && fy > 0, "focal lengths must be positive");
+  SplatCamera cam;
+  for (int i = 0; i < 12; ++i) cam.w2c[i] = float(w2c[i]);
+  cam.fx = float(fx), cam.fy = float(fy), cam.cx = float(cx), cam.cy = float(cy);
+  cam.width = int(width), cam.height = int(height);
+  cam.near_plane = float(near_plane), cam.far_plane = float(far_plane), cam.eps2d = float(eps2d);
+  cam.antialiased = antialiased;
+  return cam;
+}
+
+void check_gaussians(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                     const at::Tensor& opacities) {
+  const int64_t n = means.size(0);
+  for (auto [t, name] : {std::pair{means, "means"}, {quats, "quats"}, {scales, "scales"}, {opacities, "opacities"}}) {
+    check(t, name, means.device());
+    check_dtype(t, name, means.scalar_type());
+    TORCH_CHECK(t.size(0) == n, name, " must have N = ", n, " rows");
+  }
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "means must be [N, 3]");
+  TORCH_CHECK(quats.dim() == 2 && quats.size(1) == 4, "quats must be [N, 4]");
+  TORCH_CHECK(scales.dim() == 2 && scales.size(1) == 3, "scales must be [N, 3]");
+  TORCH_CHECK(opacities.dim() == 1, "opacities must be [N]");
+}
+
+Tensors splat_project_forward(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                              const at::Tensor& opacities, const std::vector<double>& w2c, double fx, double fy,
+                              double cx, double cy, int64_t width, int64_t height, double near_plane,
+                              double far_plane, double eps2d, bool antialiased) {
+  check_gaussians(means, quats, scales, opacities);
+  const SplatCamera cam = splat_camera(w2c, fx, fy, cx, cy, width, height, near_plane, far_plane, eps2d, antialiased);
+  return DISPATCH(means, splat_project_forward, means, quats, scales, opacities, cam);
+}
+
+Tensors splat_project_backward(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
+                               const at::Tensor& opacities, const std::vector<double>& w2c, double fx, double fy,
+                               double cx, double cy, int64_t width, int64_t height, double near_plane,
+                               double far_plane, double eps2d, bool antialiased, const at::Tensor& radii,
+                               const at::Tensor& g_means2d, const at::Tensor& g_depths, const at::Tensor& g_conics,
+                               const at::Tensor& g_opac) {
+  check_gaussians(means, quats, scales, opacities);
+  const int64_t n = means.size(0);
+  check(radii, "radii", means.device());
+  check_dtype(radii, "radii", at::kInt);
+  for (auto [t, name, cols] : {std::tuple{g_means2d, "g_means2d", 2}, {g_conics, "g_conics", 3}}) {
+    check(t, name, means.device());
+    check_dtype(t, name, means.scalar_type());
+    TORCH_CHECK(t.dim() == 2 && t.size(0) == n && t.size(1) == cols, name, " must be [N, ", cols, "]");
+  }
+  for (auto [t, name] : {std::pair{g_depths, "g_depths"}, {g_opac, "g_opac"}}) {
+    check(t, name, means.device());
+    check_dtype(t, name, means.scalar_type());
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == n, name, " must be [N]");
+  }
+  TORCH_CHECK(radii.dim() == 2 && radii.size(0) == n && radii.size(1) == 2, "radii must be [N, 2]");
+  const SplatCamera cam = splat_camera(w2c, fx, fy, cx, cy, width, height, near_plane, far_plane, eps2d, antialiased);
+  return DISPATCH(means, splat_project_backward, means, quats, scales, opacities, cam, radii, g_means2d, g_depths,
+                  g_conics, g_opac);
+}
+
+Tensors splat_bin(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths, int64_t width,
+                  int64_t height, int64_t tile) {
+  TORCH_CHECK(!means2d.is_cuda(), "splat_bin runs on the CPU; on CUDA the torch twin bins");
+  check(means2d, "means2d", means2d.device());
+  check(radii, "radii", means2d.device());
+  check(depths, "depths", means2d.device());
+  check_dtype(radii, "radii", at::kInt);
+  check_dtype(depths, "depths", means2d.scalar_type());
+  const int64_t n = means2d.size(0);
+  TORCH_CHECK(means2d.dim() == 2 && means2d.size(1) == 2, "means2d must be [N, 2]");
+  TORCH_CHECK(radii.dim() == 2 && radii.size(0) == n && radii.size(1) == 2, "radii must be [N, 2]");
+  TORCH_CHECK(depths.dim() == 1 && depths.size(0) == n, "depths must be [N]");
+  TORCH_CHECK(width > 0 && height > 0 && tile > 0, "width, height and tile must be positive");
+  return splat_bin_cpu(means2d, radii, depths, width, height, tile);
+}
+
+void check_raster(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& conics, const at::Tensor& colors,
+                  const at::Tensor& opacities, const at::Tensor& background, const at::Tensor& tile_offsets,
+                  const at::Tensor& flatten_ids, int64_t width, int64_t height, int64_t tile) {
+  const int64_t n = means2d.size(0);
+  for (auto [t, name] : {std::pair{means2d, "means2d"}, {conics, "conics"}, {colors, "colors"},
+                         {opacities, "opacities"}, {background, "background"}}) {
+    check(t, name, means2d.device());
+    check_dtype(t, name, means2d.scalar_type());
+  }
+  for (auto [t, name] : {std::pair{tile_offsets, "tile_offsets"}, {flatten_ids, "flatten_ids"}}) {
+    check(t, name, means2d.device());
+    check_dtype(t, name, at::kLong);
+  }
+  TORCH_CHECK(means2d.dim() == 2 && means2d.size(1) == 2, "means2d must be [N, 2]");
+  check(radii, "radii", means2d.device());
+  check_dtype(radii, "radii", at::kInt);
+  TORCH_CHECK(radii.dim() == 2 && radii.size(0) == n && radii.size(1) == 2, "radii must be [N, 2]");
+  TORCH_CHECK(conics.dim() == 2 && conics.size(0) == n && conics.size(1) == 3, "conics must be [N, 3]");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == n && colors.size(1) >= 1 && colors.size(1) <= 8,
+              "colors must be [N, C] with 1 <= C <= 8");
+  TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == n, "opacities must be [N]");
+  TORCH_CHECK(background.dim() == 1 && background.size(0) == colors.size(1), "background must be [C]");
+  TORCH_CHECK(width > 0 && height > 0 && tile > 0, "width, height and tile must be positive");
+  const int64_t n_tiles = ((width + tile - 1) / tile) * ((height + tile - 1) / tile);
+  TORCH_CHECK(tile_offsets.dim() == 1 && tile_offsets.size(0) == n_tiles + 1, "tile_offsets must be [tiles + 1]");
+  TORCH_CHECK(flatten_ids.dim() == 1, "flatten_ids must be [M]");
+  // offsets ascending and ids < N are checked by the Python layer under ONEFIELD_DEBUG: they read values.
+}
+
+Tensors splat_rasterize_forward(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& conics,
+                                const at::Tensor& colors, const at::Tensor& opacities, const at::Tensor& background,
+                                const at::Tensor& tile_offsets, const at::Tensor& flatten_ids, int64_t width,
+                                int64_t height, int64_t tile) {
+  check_raster(means2d, radii, conics, colors, opacities, background, tile_offsets, flatten_ids, width, height, tile);
+  return DISPATCH(means2d, splat_rasterize_forward, means2d, radii, conics, colors, opacities, background,
+                  tile_offsets, flatten_ids, width, height, tile);
+}
+
+Tensors splat_rasterize_backward(const at::Tensor& g_image, const at::Tensor& g_alpha, const at::Tensor& means2d,
+                                 const at::Tensor& radii, const at::Tensor& conics, const at::Tensor& colors, const at::Tensor& opacities,
+                                 const at::Tensor& background, const at::Tensor& tile_offsets,
+                                 const at::Tensor& flatten_ids, const at::Tensor& trans, const at::Tensor& last,
+                                 int64_t width, int64_t height, int64_t tile) {
+  check_raster(means2d, radii, conics, colors, opacities, background, tile_offsets, flatten_ids, width, height, tile);
+  for (auto [t, name] : {std::pair{g_image, "g_image"}, {g_alpha, "g_alpha"}, {trans, "trans"}}) {
+    check(t, name, means2d.device());
+    check_dtype(t, name, means2d.scalar_type());
+  }
+  check(last, "last", means2d.device());
+  check_dtype(last, "last", at::kLong);
+  TORCH_CHECK(g_image.dim() == 3 && g_image.size(0) == height && g_image.size(1) == width &&
+                  g_image.size(2) == colors.size(1), "g_image must be [H, W, C]");
+  for (auto [t, name] : {std::pair{g_alpha, "g_alpha"}, {trans, "trans"}, {last, "last"}})
+    TORCH_CHECK(t.dim() == 2 && t.size(0) == height && t.size(1) == width, name, " must be [H, W]");
+  return DISPATCH(means2d, splat_rasterize_backward, g_image, g_alpha, means2d, radii, conics, colors, opacities,
+                  background, tile_offsets, flatten_ids, trans, last, width, height, tile);
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -268,4 +406,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pdf_resample", &pdf_resample);
   m.def("interval_weights_forward", &interval_weights_forward);
   m.def("interval_weights_backward", &interval_weights_backward);
+  m.def("splat_project_forward", &splat_project_forward);
+  m.def("splat_project_backward", &splat_project_backward);
+  m.def("splat_bin", &splat_bin);
+  m.def("splat_rasterize_forward", &splat_rasterize_forward);
+  m.def("splat_rasterize_backward", &splat_rasterize_backward);
 }

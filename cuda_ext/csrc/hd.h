@@ -21,6 +21,10 @@ OF_HD float of_ceil(float x) { return ::ceilf(x); }
 OF_HD double of_ceil(double x) { return ::ceil(x); }
 OF_HD float of_abs(float x) { return ::fabsf(x); }
 OF_HD double of_abs(double x) { return ::fabs(x); }
+OF_HD float of_sqrt(float x) { return ::sqrtf(x); }
+OF_HD double of_sqrt(double x) { return ::sqrt(x); }
+OF_HD float of_log(float x) { return ::logf(x); }
+OF_HD double of_log(double x) { return ::log(x); }
 
 // floor(x) as an int, exact for |x| < 2^31, without a libm call: on the CPU's baseline x86-64
 // instruction set floorf is a ~16-instruction emulation, and it was a quarter of a marching step.

@@ -7,6 +7,7 @@
 
 #include "hashgrid_core.h"
 #include "march_core.h"
+#include "splat_core.h"
 
 namespace onefield {
 
@@ -59,9 +60,37 @@ struct PackedSamples {
   at::Tensor interval_weights_forward_##dev(const at::Tensor& t_query, const at::Tensor& t_src,    \
                                             const at::Tensor& w_src);                              \
   at::Tensor interval_weights_backward_##dev(const at::Tensor& g_out, const at::Tensor& t_query,   \
-                                             const at::Tensor& t_src);
+                                             const at::Tensor& t_src);                             \
+  Tensors splat_project_forward_##dev(const at::Tensor& means, const at::Tensor& quats,            \
+                                      const at::Tensor& scales, const at::Tensor& opacities,       \
+                                      const SplatCamera& cam);                                     \
+  Tensors splat_project_backward_##dev(const at::Tensor& means, const at::Tensor& quats,           \
+                                       const at::Tensor& scales, const at::Tensor& opacities,      \
+                                       const SplatCamera& cam, const at::Tensor& radii,            \
+                                       const at::Tensor& g_means2d, const at::Tensor& g_depths,    \
+                                       const at::Tensor& g_conics, const at::Tensor& g_opac);      \
+  Tensors splat_rasterize_forward_##dev(const at::Tensor& means2d, const at::Tensor& radii,        \
+                                        const at::Tensor& conics, const at::Tensor& colors,         \
+                                        const at::Tensor& opacities,                              \
+                                        const at::Tensor& background,                              \
+                                        const at::Tensor& tile_offsets,                            \
+                                        const at::Tensor& flatten_ids, int64_t width,              \
+                                        int64_t height, int64_t tile);                             \
+  Tensors splat_rasterize_backward_##dev(const at::Tensor& g_image, const at::Tensor& g_alpha,     \
+                                         const at::Tensor& means2d, const at::Tensor& radii,       \
+                                         const at::Tensor& conics, const at::Tensor& colors,       \
+                                         const at::Tensor& opacities,                              \
+                                         const at::Tensor& background,                             \
+                                         const at::Tensor& tile_offsets,                           \
+                                         const at::Tensor& flatten_ids, const at::Tensor& trans,   \
+                                         const at::Tensor& last, int64_t width, int64_t height,    \
+                                         int64_t tile);
 
 ONEFIELD_DECLARE_OPS(cpu)
+// Tile binning runs natively on the CPU only: on CUDA the torch twin's radix sort is the fast path
+// (it is what gsplat does with cub).
+Tensors splat_bin_cpu(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths, int64_t width,
+                      int64_t height, int64_t tile);
 #ifdef WITH_CUDA
 ONEFIELD_DECLARE_OPS(cuda)
 #endif
