@@ -2,7 +2,7 @@
 
 Random Gaussians in front of one camera (the kind of scene a mic fit grows: overlapping, most of
 them small), images of 100x100 and 400x400, 10^4 and 10^5 Gaussians. One step is what a training
-step runs: projection, SH colour (degree 3), binning, compositing with the depth channel, and
+step runs: SH colour (degree 3), projection, binning, compositing with the depth channel, and
 the backward pass of an L1 loss. Prints ms per step and (pixels x Gaussians) per second, native and
 reference timed round-robin, and their ratio.
 

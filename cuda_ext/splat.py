@@ -1,9 +1,10 @@
 """Typed entry points of the splat kernels, with autograd and device dispatch (like ``ops.py``).
 
-`project` (EWA projection of 3-d Gaussians), `bin_tiles` (which Gaussians touch which 16x16 tile,
-front to back) and `rasterize` (front-to-back compositing) run the C++ kernels on the CPU, the CUDA
-ones on a GPU (binning there is the torch twin: its sort is the GPU radix sort), and the twins in
-``splat_reference.py`` without the extension or under ``ONEFIELD_KERNELS=torch``.
+`sh_colors` (view-dependent colour), `project` (EWA projection of 3-d Gaussians), `bin_tiles`
+(which Gaussians touch which 16x16 tile, front to back) and `rasterize` (front-to-back compositing)
+run the C++ kernels on the CPU, the CUDA ones on a GPU (binning there is the torch twin: its sort
+is the GPU radix sort), and the twins in ``splat_reference.py`` without the extension or under
+``ONEFIELD_KERNELS=torch``.
 """
 
 import torch
@@ -16,6 +17,31 @@ from .ops import _native, debug_checks
 from .splat_reference import SplatCamera
 
 TILE = 16
+
+
+class _ShColors(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, means, coeffs, campos, degree):
+        (rgb,) = native.splat_sh_forward(means, coeffs, campos, degree)
+        ctx.save_for_backward(means, coeffs, campos)
+        ctx.degree = degree
+        return rgb
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_rgb):
+        means, coeffs, campos = ctx.saved_tensors
+        g_coeffs, g_means = native.splat_sh_backward(means, coeffs, campos, ctx.degree, g_rgb.contiguous())
+        return g_means, g_coeffs, None, None
+
+
+def sh_colors(means: Tensor, coeffs: Tensor, campos: Tensor, degree: int) -> Tensor:
+    """View-dependent colour: means [N, 3], coeffs [N, K, 3] (differentiable), camera centre campos
+    [3], SH degree 0-3 -> rgb [N, 3] >= 0. Gradients reach the means through the view direction."""
+    coeffs, campos = coeffs.to(means.dtype).contiguous(), campos.to(means.dtype).contiguous()
+    if not _native(means):
+        return reference.sh_colors(means, coeffs, campos, degree)
+    return _ShColors.apply(means.contiguous(), coeffs, campos, int(degree))
 
 
 class _Project(torch.autograd.Function):

@@ -1,9 +1,10 @@
 """Pure-torch twins of the splat kernels (``csrc/splat_core.h``): the same algorithm, vectorised.
 
-`project` is the per-Gaussian EWA projection, `bin_tiles` the tile binning with its depth sort,
-`rasterize` the front-to-back compositing of each 16x16 tile (one [pixels, list] matrix per tile, the
-transmittance by a cumulative product, the stop by a cumulative count). Autograd through them is the
-reference for the kernels' hand-written backward passes. Constants are the kernels' float32 values.
+`sh_colors` is the view-dependent colour (3DGS's SH basis), `project` the per-Gaussian EWA
+projection, `bin_tiles` the tile binning with its depth sort, `rasterize` the front-to-back
+compositing of each 16x16 tile (one [pixels, list] matrix per tile, the transmittance by a
+cumulative product, the stop by a cumulative count). Autograd through them is the reference for the
+kernels' hand-written backward passes. Constants are the kernels' float32 values.
 """
 
 from dataclasses import dataclass
@@ -44,10 +45,50 @@ class SplatCamera:
         if len(self.w2c) != 12:
             raise ValueError(f"w2c must hold 12 values (row-major [3, 4]), got {len(self.w2c)}")
 
+    def centre(self, like: Tensor) -> Tensor:
+        """The camera centre in world space [3], in `like`'s dtype and device."""
+        w2c = torch.tensor(self.w2c, dtype=torch.float64).view(3, 4)
+        return (-w2c[:, :3].T @ w2c[:, 3]).to(like)
+
     @property
     def native_args(self) -> tuple:
         return (list(self.w2c), self.fx, self.fy, self.cx, self.cy, self.width, self.height, self.near, self.far,
                 self.eps2d, self.antialiased)
+
+
+SH_C0 = 0.28209479177387814
+SH_C1 = 0.4886025119029199
+SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
+SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
+         1.445305721320277, -0.5900435899266435)
+
+
+def sh_basis(dirs: Tensor, degree: int) -> Tensor:
+    """Real SH basis of 3DGS (its signs and order) at unit directions [N, 3] -> [N, (degree + 1)^2]."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"SH degree must be in [0, 3], got {degree}")
+    x, y, z = dirs.unbind(-1)
+    out = [torch.full_like(x, SH_C0)]
+    if degree >= 1:
+        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
+    if degree >= 2:
+        xx, yy, zz = x * x, y * y, z * z
+        out += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * x * z,
+                SH_C2[4] * (xx - yy)]
+    if degree >= 3:
+        out += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
+                SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
+                SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
+    return torch.stack(out, -1)
+
+
+def sh_colors(means: Tensor, coeffs: Tensor, campos: Tensor, degree: int) -> Tensor:
+    """The colour of Gaussians at means [N, 3] seen from the camera centre campos [3]: coeffs
+    [N, K, 3] (K >= (degree + 1)^2; higher bands unused) -> rgb [N, 3] >= 0 (3DGS: SH + 0.5, clamped)."""
+    dirs = torch.nn.functional.normalize(means - campos, dim=-1)
+    k = (degree + 1) ** 2
+    basis = sh_basis(dirs, degree)  # [N, k]
+    return ((basis[:, :, None] * coeffs[:, :k]).sum(1) + 0.5).clamp(min=0.0)
 
 
 def rotation(q: Tensor) -> Tensor:

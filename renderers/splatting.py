@@ -13,49 +13,15 @@ import torch
 from torch import Tensor
 
 from onefield.cuda_ext import splat
-from onefield.cuda_ext.splat_reference import SplatCamera
-
-SH_C0 = 0.28209479177387814
-SH_C1 = 0.4886025119029199
-SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)
-SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154, -0.4570457994644658,
-         1.445305721320277, -0.5900435899266435)
-
-
-def sh_coefficients(degree: int) -> int:
-    return (degree + 1) ** 2
-
-
-def sh_basis(dirs: Tensor, degree: int) -> Tensor:
-    """Real SH basis of 3DGS (its signs and order) at unit directions [N, 3] -> [N, (degree + 1)^2]."""
-    if not 0 <= degree <= 3:
-        raise ValueError(f"SH degree must be in [0, 3], got {degree}")
-    x, y, z = dirs.unbind(-1)
-    out = [torch.full_like(x, SH_C0)]
-    if degree >= 1:
-        out += [-SH_C1 * y, SH_C1 * z, -SH_C1 * x]
-    if degree >= 2:
-        xx, yy, zz = x * x, y * y, z * z
-        out += [SH_C2[0] * x * y, SH_C2[1] * y * z, SH_C2[2] * (2 * zz - xx - yy), SH_C2[3] * x * z,
-                SH_C2[4] * (xx - yy)]
-    if degree >= 3:
-        out += [SH_C3[0] * y * (3 * xx - yy), SH_C3[1] * x * y * z, SH_C3[2] * y * (4 * zz - xx - yy),
-                SH_C3[3] * z * (2 * zz - 3 * xx - 3 * yy), SH_C3[4] * x * (4 * zz - xx - yy),
-                SH_C3[5] * z * (xx - yy), SH_C3[6] * x * (xx - 3 * yy)]
-    return torch.stack(out, -1)
-
-
-def sh_colors(sh: Tensor, dirs: Tensor, degree: int) -> Tensor:
-    """sh [N, K, 3] (K >= (degree + 1)^2; the higher bands unused) seen along unit dirs [N, 3] ->
-    rgb [N, 3] >= 0."""
-    k = sh_coefficients(degree)
-    basis = sh_basis(dirs, degree)  # [N, k]
-    return ((basis[:, :, None] * sh[:, :k]).sum(1) + 0.5).clamp(min=0.0)
-
+from onefield.cuda_ext.splat_reference import SH_C0, SplatCamera
 
 def rgb_to_sh0(rgb: Tensor) -> Tensor:
     """The degree-0 coefficient that shows `rgb` from every direction."""
     return (rgb - 0.5) / SH_C0
+
+
+def sh_coefficients(degree: int) -> int:
+    return (degree + 1) ** 2
 
 
 def camera_for(c2w: Tensor, fx: float, fy: float, cx: float, cy: float, width: int, height: int, *,
@@ -81,10 +47,7 @@ def rasterize_gaussians(means: Tensor, quats: Tensor, scales: Tensor, opacities:
     """means [N, 3], quats [N, 4], scales [N, 3] (> 0), opacities [N] in (0, 1), sh [N, K, 3] ->
     the view. Everything is differentiable except the binning (which Gaussians touch which tile)."""
     radii, means2d, depths, conics, opac = splat.project(means, quats, scales, opacities, cam)
-    w2c = torch.tensor(cam.w2c, dtype=means.dtype, device=means.device).view(3, 4)
-    centre = -w2c[:, :3].T @ w2c[:, 3]
-    dirs = torch.nn.functional.normalize(means - centre, dim=-1)
-    rgb = sh_colors(sh, dirs, sh_degree)
+    rgb = splat.sh_colors(means, sh, cam.centre(means), sh_degree)
     offsets, ids = splat.bin_tiles(means2d, radii, depths, cam.width, cam.height)
     channels = torch.cat([rgb, depths[:, None]], 1)  # [N, 4]
     bg = torch.cat([background.to(means.dtype), background.new_zeros(1).to(means.dtype)])

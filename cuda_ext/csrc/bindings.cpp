@@ -341,7 +341,7 @@ void check_raster(const at::Tensor& means2d, const at::Tensor& radii, const at::
               "colors must be [N, C] with 1 <= C <= 8");
   TORCH_CHECK(opacities.dim() == 1 && opacities.size(0) == n, "opacities must be [N]");
   TORCH_CHECK(background.dim() == 1 && background.size(0) == colors.size(1), "background must be [C]");
-  TORCH_CHECK(width > 0 && height > 0 && tile > 0, "width, height and tile must be positive");
+  TORCH_CHECK(width > 0 && height > 0 && tile > 0 && tile <= 16, "width and height must be positive, tile in [1, 16]");
   const int64_t n_tiles = ((width + tile - 1) / tile) * ((height + tile - 1) / tile);
   TORCH_CHECK(tile_offsets.dim() == 1 && tile_offsets.size(0) == n_tiles + 1, "tile_offsets must be [tiles + 1]");
   TORCH_CHECK(flatten_ids.dim() == 1, "flatten_ids must be [M]");
@@ -375,6 +375,33 @@ Tensors splat_rasterize_backward(const at::Tensor& g_image, const at::Tensor& g_
     TORCH_CHECK(t.dim() == 2 && t.size(0) == height && t.size(1) == width, name, " must be [H, W]");
   return DISPATCH(means2d, splat_rasterize_backward, g_image, g_alpha, means2d, radii, conics, colors, opacities,
                   background, tile_offsets, flatten_ids, trans, last, width, height, tile);
+}
+
+void check_sh(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos, int64_t degree) {
+  for (auto [t, name] : {std::pair{means, "means"}, {coeffs, "coeffs"}, {campos, "campos"}}) {
+    check(t, name, means.device());
+    check_dtype(t, name, means.scalar_type());
+  }
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3, "means must be [N, 3]");
+  TORCH_CHECK(degree >= 0 && degree <= 3, "SH degree must be in [0, 3]");
+  TORCH_CHECK(coeffs.dim() == 3 && coeffs.size(0) == means.size(0) && coeffs.size(2) == 3 &&
+                  coeffs.size(1) >= (degree + 1) * (degree + 1),
+              "coeffs must be [N, K, 3] with K >= (degree + 1)^2");
+  TORCH_CHECK(campos.numel() == 3, "campos must hold 3 values");
+}
+
+Tensors splat_sh_forward(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos, int64_t degree) {
+  check_sh(means, coeffs, campos, degree);
+  return DISPATCH(means, splat_sh_forward, means, coeffs, campos, degree);
+}
+
+Tensors splat_sh_backward(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos, int64_t degree,
+                          const at::Tensor& g_rgb) {
+  check_sh(means, coeffs, campos, degree);
+  check(g_rgb, "g_rgb", means.device());
+  check_dtype(g_rgb, "g_rgb", means.scalar_type());
+  TORCH_CHECK(g_rgb.sizes() == means.sizes(), "g_rgb must be [N, 3]");
+  return DISPATCH(means, splat_sh_backward, means, coeffs, campos, degree, g_rgb);
 }
 
 bool has_cuda() {
@@ -411,4 +438,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("splat_bin", &splat_bin);
   m.def("splat_rasterize_forward", &splat_rasterize_forward);
   m.def("splat_rasterize_backward", &splat_rasterize_backward);
+  m.def("splat_sh_forward", &splat_sh_forward);
+  m.def("splat_sh_backward", &splat_sh_backward);
 }

@@ -84,7 +84,11 @@ struct PackedSamples {
                                          const at::Tensor& tile_offsets,                           \
                                          const at::Tensor& flatten_ids, const at::Tensor& trans,   \
                                          const at::Tensor& last, int64_t width, int64_t height,    \
-                                         int64_t tile);
+                                         int64_t tile);                                            \
+  Tensors splat_sh_forward_##dev(const at::Tensor& means, const at::Tensor& coeffs,                \
+                                 const at::Tensor& campos, int64_t degree);                        \
+  Tensors splat_sh_backward_##dev(const at::Tensor& means, const at::Tensor& coeffs,               \
+                                  const at::Tensor& campos, int64_t degree, const at::Tensor& g_rgb);
 
 ONEFIELD_DECLARE_OPS(cpu)
 // Tile binning runs natively on the CPU only: on CUDA the torch twin's radix sort is the fast path

@@ -3,6 +3,7 @@
 // backward (16x16 tiles spread over threads; the backward adds per-Gaussian gradients into one
 // buffer per thread, summed at the end, so no two threads write one address).
 #include <ATen/Parallel.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <numeric>
@@ -84,6 +85,44 @@ Tensors splat_project_backward_cpu(const at::Tensor& means, const at::Tensor& qu
   return {g_means, g_quats, g_scales, g_opacities};
 }
 
+Tensors splat_sh_forward_cpu(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
+                             int64_t degree) {
+  const int64_t n = means.size(0), K = coeffs.size(1);
+  auto rgb = at::empty({n, 3}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "splat_sh_forward_cpu", [&] {
+    const scalar_t* mu = means.data_ptr<scalar_t>();
+    const scalar_t* co = coeffs.data_ptr<scalar_t>();
+    const scalar_t* cam = campos.data_ptr<scalar_t>();
+    scalar_t* out = rgb.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g)
+        splat_sh_forward_one(mu + 3 * g, co + 3 * K * g, int(degree), cam, out + 3 * g);
+    });
+  });
+  return {rgb};
+}
+
+Tensors splat_sh_backward_cpu(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
+                              int64_t degree, const at::Tensor& g_rgb) {
+  const int64_t n = means.size(0), K = coeffs.size(1);
+  auto g_coeffs = at::empty_like(coeffs);
+  auto g_means = at::empty_like(means);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "splat_sh_backward_cpu", [&] {
+    const scalar_t* mu = means.data_ptr<scalar_t>();
+    const scalar_t* co = coeffs.data_ptr<scalar_t>();
+    const scalar_t* cam = campos.data_ptr<scalar_t>();
+    const scalar_t* gr = g_rgb.data_ptr<scalar_t>();
+    scalar_t* gc = g_coeffs.data_ptr<scalar_t>();
+    scalar_t* gm = g_means.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 2048, [&](int64_t begin, int64_t end) {
+      for (int64_t g = begin; g < end; ++g)
+        splat_sh_backward_one(mu + 3 * g, co + 3 * K * g, int(K), int(degree), cam, gr + 3 * g, gc + 3 * K * g,
+                              gm + 3 * g);
+    });
+  });
+  return {g_coeffs, g_means};
+}
+
 // Tile range of a Gaussian: [x0, x1) x [y0, y1) in tiles, computed as the torch twin does.
 template <typename T>
 static void splat_tile_rect(const T* mean2d, const int32_t* radius, int64_t tile, int64_t tiles_x, int64_t tiles_y,
@@ -135,6 +174,13 @@ Tensors splat_bin_cpu(const at::Tensor& means2d, const at::Tensor& radii, const 
 
 namespace {
 
+// Tiles differ in work by 100x (a few hold the object): they are handed out one at a time (an OpenMP
+// dynamic schedule), not in at::parallel_for's equal static chunks. f(thread, tile).
+template <typename F> void for_each_tile(int64_t n_tiles, const F& f) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(at::get_num_threads())
+  for (int64_t t = 0; t < n_tiles; ++t) f(int64_t(omp_get_thread_num()), t);
+}
+
 // The pixels of tile t: [x0, x1) x [y0, y1).
 struct TileGrid {
   int64_t width, height, tile, tiles_x;
@@ -149,7 +195,7 @@ struct TileGrid {
 // The pixels of [x0, x1) x [y0, y1) that may lie in a Gaussian's radius box (one pixel of slack on
 // each side: `splat_alpha` makes the exact test), as [bx0, bx1) x [by0, by1).
 template <typename T>
-void box_pixels(const T* mean2d, const int32_t* radius, int64_t x0, int64_t x1, int64_t y0, int64_t y1,
+__attribute__((always_inline)) inline void box_pixels(const T* mean2d, const int32_t* radius, int64_t x0, int64_t x1, int64_t y0, int64_t y1,
                 int64_t& bx0, int64_t& bx1, int64_t& by0, int64_t& by1) {
   bx0 = std::max(x0, int64_t(std::floor(mean2d[0] - T(radius[0]))) - 1);
   bx1 = std::min(x1, int64_t(std::ceil(mean2d[0] + T(radius[0]))) + 1);
@@ -184,46 +230,46 @@ Tensors splat_rasterize_forward_cpu(const at::Tensor& means2d, const at::Tensor&
     const scalar_t* bg = background.data_ptr<scalar_t>();
     scalar_t* img = image.data_ptr<scalar_t>();
     scalar_t* tr = trans.data_ptr<scalar_t>();
-    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
-      std::vector<uint8_t> done(tile * tile);
-      for (int64_t t = begin; t < end; ++t) {
-        int64_t x0, x1, y0, y1;
-        grid.pixels(t, x0, x1, y0, y1);
-        for (int64_t y = y0; y < y1; ++y)
-          for (int64_t x = x0; x < x1; ++x) {
-            const int64_t pix = y * width + x;
-            tr[pix] = scalar_t(1);
-            lst[pix] = off[t];
-            for (int64_t k = 0; k < C; ++k) img[C * pix + k] = scalar_t(0);
-          }
-        std::fill(done.begin(), done.end(), 0);
-        int64_t live = (x1 - x0) * (y1 - y0);
-        for (int64_t e = off[t]; e < off[t + 1] && live > 0; ++e) {
-          const int64_t g = ids[e];
-          int64_t bx0, bx1, by0, by1;
-          box_pixels(m2 + 2 * g, rad + 2 * g, x0, x1, y0, y1, bx0, bx1, by0, by1);
-          for (int64_t y = by0; y < by1; ++y)
-            for (int64_t x = bx0; x < bx1; ++x) {
-              const int64_t local = (y - y0) * tile + (x - x0), pix = y * width + x;
-              if (done[local]) continue;
-              scalar_t dx, dy, vis;
-              const scalar_t alpha = splat_alpha(m2 + 2 * g, rad + 2 * g, con + 3 * g, op[g],
-                                                 scalar_t(x) + scalar_t(0.5), scalar_t(y) + scalar_t(0.5), dx, dy, vis);
-              if (alpha < scalar_t(0)) continue;
-              if (!splat_blend(alpha, col + C * g, int(C), tr[pix], img + C * pix)) {
-                done[local] = 1;
-                --live;
-                continue;
-              }
-              lst[pix] = e + 1;
-            }
+    for_each_tile(n_tiles, [&](int64_t, int64_t t) {
+      uint8_t done[256];  // tile <= 16
+      int64_t x0, x1, y0, y1;
+      grid.pixels(t, x0, x1, y0, y1);
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = x0; x < x1; ++x) {
+          const int64_t pix = y * width + x;
+          tr[pix] = scalar_t(1);
+          lst[pix] = off[t];
+          for (int64_t k = 0; k < C; ++k) img[C * pix + k] = scalar_t(0);
         }
-        for (int64_t y = y0; y < y1; ++y)
-          for (int64_t x = x0; x < x1; ++x) {
-            const int64_t pix = y * width + x;
-            for (int64_t k = 0; k < C; ++k) img[C * pix + k] += tr[pix] * bg[k];
+      std::fill(done, done + tile * tile, 0);
+      int64_t live = (x1 - x0) * (y1 - y0);
+      for (int64_t e = off[t]; e < off[t + 1] && live > 0; ++e) {
+        const int64_t g = ids[e];
+        int64_t bx0, bx1, by0, by1;
+        box_pixels(m2 + 2 * g, rad + 2 * g, x0, x1, y0, y1, bx0, bx1, by0, by1);
+        if (by0 >= by1 || bx0 >= bx1) continue;
+        for (int64_t y = by0; y < by1; ++y) {
+          for (int64_t x = bx0; x < bx1; ++x) {
+            const int64_t local = (y - y0) * tile + (x - x0), pix = y * width + x;
+            if (done[local]) continue;
+            scalar_t dx, dy, vis;
+            const scalar_t alpha = splat_alpha(m2 + 2 * g, rad + 2 * g, con + 3 * g, op[g],
+                                               scalar_t(x) + scalar_t(0.5), scalar_t(y) + scalar_t(0.5), dx, dy, vis);
+            if (alpha < scalar_t(0)) continue;
+            if (!splat_blend(alpha, col + C * g, int(C), tr[pix], img + C * pix)) {
+              done[local] = 1;
+              --live;
+              continue;
+            }
+            lst[pix] = e + 1;
           }
+        }
       }
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = x0; x < x1; ++x) {
+          const int64_t pix = y * width + x;
+          for (int64_t k = 0; k < C; ++k) img[C * pix + k] += tr[pix] * bg[k];
+        }
     });
   });
   return {image, trans, last};
@@ -258,50 +304,49 @@ Tensors splat_rasterize_backward_cpu(const at::Tensor& g_image, const at::Tensor
     const scalar_t* op = opacities.data_ptr<scalar_t>();
     const scalar_t* bg = background.data_ptr<scalar_t>();
     const scalar_t* tr = trans.data_ptr<scalar_t>();
-    at::parallel_for(0, n_tiles, 1, [&](int64_t begin, int64_t end) {
-      const int64_t me = at::get_thread_num();
+    for_each_tile(n_tiles, [&](int64_t me, int64_t t) {
       scalar_t* gm2 = g_means2d.data_ptr<scalar_t>() + me * n * 2;
       scalar_t* gcon = g_conics.data_ptr<scalar_t>() + me * n * 3;
       scalar_t* gcol = g_colors.data_ptr<scalar_t>() + me * n * C;
       scalar_t* gop = g_opacities.data_ptr<scalar_t>() + me * n;
-      std::vector<scalar_t> running(tile * tile), behind(tile * tile * C);
-      for (int64_t t = begin; t < end; ++t) {
-        int64_t x0, x1, y0, y1;
-        grid.pixels(t, x0, x1, y0, y1);
-        int64_t deepest = off[t];  // one past the last entry any pixel of the tile used
-        for (int64_t y = y0; y < y1; ++y)
-          for (int64_t x = x0; x < x1; ++x) {
-            const int64_t local = (y - y0) * tile + (x - x0);
-            running[local] = tr[y * width + x];
-            deepest = std::max(deepest, lst[y * width + x]);
-          }
-        std::fill(behind.begin(), behind.end(), scalar_t(0));
-        for (int64_t e = deepest - 1; e >= off[t]; --e) {
-          const int64_t g = ids[e];
-          const scalar_t* q = con + 3 * g;
-          scalar_t g_m[2] = {0, 0}, g_q[3] = {0, 0, 0}, g_o = 0, g_c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          bool touched = false;
-          int64_t bx0, bx1, by0, by1;
-          box_pixels(m2 + 2 * g, rad + 2 * g, x0, x1, y0, y1, bx0, bx1, by0, by1);
-          for (int64_t y = by0; y < by1; ++y)
-            for (int64_t x = bx0; x < bx1; ++x) {
-              const int64_t local = (y - y0) * tile + (x - x0), pix = y * width + x;
-              if (e >= lst[pix]) continue;
-              scalar_t dx, dy, vis;
-              const scalar_t alpha = splat_alpha(m2 + 2 * g, rad + 2 * g, q, op[g], scalar_t(x) + scalar_t(0.5),
-                                                 scalar_t(y) + scalar_t(0.5), dx, dy, vis);
-              if (alpha < scalar_t(0)) continue;
-              const scalar_t g_alpha_px = splat_unblend(alpha, col + C * g, int(C), tr[pix], bg, gi + C * pix,
-                                                        ga[pix], running[local], behind.data() + C * local, g_c);
-              splat_alpha_backward(g_alpha_px, alpha, vis, op[g], q, dx, dy, g_m, g_q, &g_o);
-              touched = true;
-            }
-          if (!touched) continue;
-          for (int64_t k = 0; k < C; ++k) gcol[C * g + k] += g_c[k];
-          for (int k = 0; k < 2; ++k) gm2[2 * g + k] += g_m[k];
-          for (int k = 0; k < 3; ++k) gcon[3 * g + k] += g_q[k];
-          gop[g] += g_o;
+      scalar_t running[256], behind[256 * 8];  // tile <= 16, C <= 8
+      int64_t x0, x1, y0, y1;
+      grid.pixels(t, x0, x1, y0, y1);
+      int64_t deepest = off[t];  // one past the last entry any pixel of the tile used
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = x0; x < x1; ++x) {
+          const int64_t local = (y - y0) * tile + (x - x0);
+          running[local] = tr[y * width + x];
+          deepest = std::max(deepest, lst[y * width + x]);
         }
+      std::fill(behind, behind + tile * tile * C, scalar_t(0));
+      for (int64_t e = deepest - 1; e >= off[t]; --e) {
+        const int64_t g = ids[e];
+        const scalar_t* q = con + 3 * g;
+        scalar_t g_m[2] = {0, 0}, g_q[3] = {0, 0, 0}, g_o = 0, g_c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        bool touched = false;
+        int64_t bx0, bx1, by0, by1;
+        box_pixels(m2 + 2 * g, rad + 2 * g, x0, x1, y0, y1, bx0, bx1, by0, by1);
+        if (by0 >= by1 || bx0 >= bx1) continue;
+        for (int64_t y = by0; y < by1; ++y) {
+          for (int64_t x = bx0; x < bx1; ++x) {
+            const int64_t local = (y - y0) * tile + (x - x0), pix = y * width + x;
+            if (e >= lst[pix]) continue;
+            scalar_t dx, dy, vis;
+            const scalar_t alpha = splat_alpha(m2 + 2 * g, rad + 2 * g, q, op[g], scalar_t(x) + scalar_t(0.5),
+                                               scalar_t(y) + scalar_t(0.5), dx, dy, vis);
+            if (alpha < scalar_t(0)) continue;
+            const scalar_t g_alpha_px = splat_unblend(alpha, col + C * g, int(C), tr[pix], bg, gi + C * pix,
+                                                      ga[pix], running[local], behind + C * local, g_c);
+            splat_alpha_backward(g_alpha_px, alpha, vis, op[g], q, dx, dy, g_m, g_q, &g_o);
+            touched = true;
+          }
+        }
+        if (!touched) continue;
+        for (int64_t k = 0; k < C; ++k) gcol[C * g + k] += g_c[k];
+        for (int k = 0; k < 2; ++k) gm2[2 * g + k] += g_m[k];
+        for (int k = 0; k < 3; ++k) gcon[3 * g + k] += g_q[k];
+        gop[g] += g_o;
       }
     });
   });

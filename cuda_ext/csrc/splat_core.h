@@ -205,6 +205,117 @@ OF_HD void splat_project_backward_one(const T* scale, const SplatCamera& cam, co
   for (int i = 0; i < 4; ++i) g_quat[i] = (gq[i] - s.qn[i] * dot) / s.qnorm;
 }
 
+// View-dependent colour (3DGS): rgb = max(sum_k SH_k(dir) coeffs_k + 0.5, 0) with dir the unit vector
+// from the camera centre to the mean; the real SH basis of 3DGS, its signs and order, up to degree 3.
+constexpr double SH_C0 = 0.28209479177387814, SH_C1 = 0.4886025119029199;
+// (scalars, not arrays: constexpr arrays are not visible in CUDA device code)
+constexpr double SH_C2_0 = 1.0925484305920792, SH_C2_1 = -1.0925484305920792, SH_C2_2 = 0.31539156525252005,
+                 SH_C2_3 = -1.0925484305920792, SH_C2_4 = 0.5462742152960396;
+constexpr double SH_C3_0 = -0.5900435899266435, SH_C3_1 = 2.890611442640554, SH_C3_2 = -0.4570457994644658,
+                 SH_C3_3 = 0.3731763325901154, SH_C3_4 = -0.4570457994644658, SH_C3_5 = 1.445305721320277,
+                 SH_C3_6 = -0.5900435899266435;
+
+// basis b[(degree + 1)^2] at unit direction (x, y, z); with db (not null) also db/dx, db/dy, db/dz
+// as db[3 * k + axis].
+template <typename T>
+OF_HD void splat_sh_basis(int degree, T x, T y, T z, T* b, T* db) {
+  b[0] = T(SH_C0);
+  if (db) db[0] = db[1] = db[2] = T(0);
+  if (degree < 1) return;
+  b[1] = -T(SH_C1) * y;
+  b[2] = T(SH_C1) * z;
+  b[3] = -T(SH_C1) * x;
+  if (db) {
+    const T d[9] = {T(0), -T(SH_C1), T(0), T(0), T(0), T(SH_C1), -T(SH_C1), T(0), T(0)};
+    for (int i = 0; i < 9; ++i) db[3 + i] = d[i];
+  }
+  if (degree < 2) return;
+  const T xx = x * x, yy = y * y, zz = z * z;
+  b[4] = T(SH_C2_0) * x * y;
+  b[5] = T(SH_C2_1) * y * z;
+  b[6] = T(SH_C2_2) * (T(2) * zz - xx - yy);
+  b[7] = T(SH_C2_3) * x * z;
+  b[8] = T(SH_C2_4) * (xx - yy);
+  if (db) {
+    const T d[15] = {T(SH_C2_0) * y, T(SH_C2_0) * x, T(0),
+                     T(0), T(SH_C2_1) * z, T(SH_C2_1) * y,
+                     T(SH_C2_2) * (-T(2) * x), T(SH_C2_2) * (-T(2) * y), T(SH_C2_2) * (T(4) * z),
+                     T(SH_C2_3) * z, T(0), T(SH_C2_3) * x,
+                     T(SH_C2_4) * (T(2) * x), T(SH_C2_4) * (-T(2) * y), T(0)};
+    for (int i = 0; i < 15; ++i) db[12 + i] = d[i];
+  }
+  if (degree < 3) return;
+  b[9] = T(SH_C3_0) * y * (T(3) * xx - yy);
+  b[10] = T(SH_C3_1) * x * y * z;
+  b[11] = T(SH_C3_2) * y * (T(4) * zz - xx - yy);
+  b[12] = T(SH_C3_3) * z * (T(2) * zz - T(3) * xx - T(3) * yy);
+  b[13] = T(SH_C3_4) * x * (T(4) * zz - xx - yy);
+  b[14] = T(SH_C3_5) * z * (xx - yy);
+  b[15] = T(SH_C3_6) * x * (xx - T(3) * yy);
+  if (db) {
+    const T d[21] = {T(SH_C3_0) * (T(6) * x * y), T(SH_C3_0) * (T(3) * xx - T(3) * yy), T(0),
+                     T(SH_C3_1) * (y * z), T(SH_C3_1) * (x * z), T(SH_C3_1) * (x * y),
+                     T(SH_C3_2) * (-T(2) * x * y), T(SH_C3_2) * (T(4) * zz - xx - T(3) * yy),
+                     T(SH_C3_2) * (T(8) * y * z),
+                     T(SH_C3_3) * (-T(6) * x * z), T(SH_C3_3) * (-T(6) * y * z),
+                     T(SH_C3_3) * (T(6) * zz - T(3) * xx - T(3) * yy),
+                     T(SH_C3_4) * (T(4) * zz - T(3) * xx - yy), T(SH_C3_4) * (-T(2) * x * y),
+                     T(SH_C3_4) * (T(8) * x * z),
+                     T(SH_C3_5) * (T(2) * x * z), T(SH_C3_5) * (-T(2) * y * z), T(SH_C3_5) * (xx - yy),
+                     T(SH_C3_6) * (T(3) * xx - T(3) * yy), T(SH_C3_6) * (-T(6) * x * y), T(0)};
+    for (int i = 0; i < 21; ++i) db[27 + i] = d[i];
+  }
+}
+
+// The unit direction from the camera centre to a mean, and the distance.
+template <typename T> OF_HD T splat_view_dir(const T* mean, const T* campos, T* dir) {
+  const T d[3] = {mean[0] - campos[0], mean[1] - campos[1], mean[2] - campos[2]};
+  const T norm = of_max(of_sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), T(1e-12));
+  for (int i = 0; i < 3; ++i) dir[i] = d[i] / norm;
+  return norm;
+}
+
+// coeffs [K, 3] (K >= (degree + 1)^2) -> rgb [3].
+template <typename T>
+OF_HD void splat_sh_forward_one(const T* mean, const T* coeffs, int degree, const T* campos, T* rgb) {
+  T dir[3], b[16];
+  splat_view_dir(mean, campos, dir);
+  splat_sh_basis<T>(degree, dir[0], dir[1], dir[2], b, nullptr);
+  const int n = (degree + 1) * (degree + 1);
+  for (int ch = 0; ch < 3; ++ch) {
+    T v = T(0);
+    for (int k = 0; k < n; ++k) v += b[k] * coeffs[3 * k + ch];
+    v += T(0.5);
+    rgb[ch] = v > T(0) ? v : T(0);
+  }
+}
+
+// Backward: g_coeffs [K, 3] (written for the used bands, zeros beyond) and g_mean [3] (written).
+template <typename T>
+OF_HD void splat_sh_backward_one(const T* mean, const T* coeffs, int K, int degree, const T* campos, const T* g_rgb,
+                                 T* g_coeffs, T* g_mean) {
+  T dir[3], b[16], db[48];
+  const T norm = splat_view_dir(mean, campos, dir);
+  splat_sh_basis<T>(degree, dir[0], dir[1], dir[2], b, db);
+  const int n = (degree + 1) * (degree + 1);
+  T g_v[3];
+  for (int ch = 0; ch < 3; ++ch) {
+    T v = T(0);
+    for (int k = 0; k < n; ++k) v += b[k] * coeffs[3 * k + ch];
+    v += T(0.5);
+    g_v[ch] = v >= T(0) ? g_rgb[ch] : T(0);  // the clamp at 0 passes the gradient where v >= 0
+  }
+  T g_dir[3] = {T(0), T(0), T(0)};
+  for (int k = 0; k < K; ++k)
+    for (int ch = 0; ch < 3; ++ch) g_coeffs[3 * k + ch] = k < n ? b[k] * g_v[ch] : T(0);
+  for (int k = 1; k < n; ++k) {
+    const T g_b = coeffs[3 * k] * g_v[0] + coeffs[3 * k + 1] * g_v[1] + coeffs[3 * k + 2] * g_v[2];
+    for (int a = 0; a < 3; ++a) g_dir[a] += g_b * db[3 * k + a];
+  }
+  const T dot = g_dir[0] * dir[0] + g_dir[1] * dir[1] + g_dir[2] * dir[2];
+  for (int a = 0; a < 3; ++a) g_mean[a] = (g_dir[a] - dir[a] * dot) / norm;
+}
+
 // One Gaussian's alpha at a pixel centre, or a negative value when the pixel skips it: outside the
 // Gaussian's radius box (|dx| > rx or |dy| > ry: there alpha < 1/255 anyway, and a CPU tile sweep
 // then visits only the box), sigma < 0, or alpha below 1/255. `vis` gets exp(-sigma) for the

@@ -75,6 +75,20 @@ __global__ void splat_rasterize_backward_kernel(int64_t width, int64_t height, i
                                tr[pix], gi + C * pix, ga[pix], gm2, gcon, gcol, gop, SplatAtomicAdd{});
 }
 
+template <typename T>
+__global__ void splat_sh_forward_kernel(int64_t n, int64_t K, int degree, const T* mu, const T* co, const T* cam,
+                                        T* out) {
+  const int64_t g = thread_index();
+  if (g < n) splat_sh_forward_one(mu + 3 * g, co + 3 * K * g, degree, cam, out + 3 * g);
+}
+
+template <typename T>
+__global__ void splat_sh_backward_kernel(int64_t n, int64_t K, int degree, const T* mu, const T* co, const T* cam,
+                                         const T* gr, T* gc, T* gm) {
+  const int64_t g = thread_index();
+  if (g < n) splat_sh_backward_one(mu + 3 * g, co + 3 * K * g, int(K), degree, cam, gr + 3 * g, gc + 3 * K * g, gm + 3 * g);
+}
+
 }  // namespace
 
 Tensors splat_project_forward_cuda(const at::Tensor& means, const at::Tensor& quats, const at::Tensor& scales,
@@ -162,6 +176,35 @@ Tensors splat_rasterize_backward_cuda(const at::Tensor& g_image, const at::Tenso
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {g_means2d, g_conics, g_colors, g_opacities};
+}
+
+Tensors splat_sh_forward_cuda(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
+                              int64_t degree) {
+  const c10::cuda::CUDAGuard guard(means.device());
+  const int64_t n = means.size(0), K = coeffs.size(1);
+  auto rgb = at::empty({n, 3}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "splat_sh_forward_cuda", [&] {
+    splat_sh_forward_kernel<scalar_t><<<blocks_for(n), kThreads, 0, current_stream()>>>(
+        n, K, int(degree), means.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), campos.data_ptr<scalar_t>(),
+        rgb.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {rgb};
+}
+
+Tensors splat_sh_backward_cuda(const at::Tensor& means, const at::Tensor& coeffs, const at::Tensor& campos,
+                               int64_t degree, const at::Tensor& g_rgb) {
+  const c10::cuda::CUDAGuard guard(means.device());
+  const int64_t n = means.size(0), K = coeffs.size(1);
+  auto g_coeffs = at::empty_like(coeffs);
+  auto g_means = at::empty_like(means);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "splat_sh_backward_cuda", [&] {
+    splat_sh_backward_kernel<scalar_t><<<blocks_for(n), kThreads, 0, current_stream()>>>(
+        n, K, int(degree), means.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), campos.data_ptr<scalar_t>(),
+        g_rgb.data_ptr<scalar_t>(), g_coeffs.data_ptr<scalar_t>(), g_means.data_ptr<scalar_t>());
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {g_coeffs, g_means};
 }
 
 }  // namespace onefield

@@ -50,7 +50,7 @@ def _grad_run(fn, inputs, upstream):
     outs = fn(*leaves)
     diff = [o for o in outs if o.is_floating_point()]
     torch.autograd.backward(diff, upstream)
-    return [o.detach() for o in outs], [leaf.grad for leaf in leaves]
+    return [o.detach() for o in outs], [torch.zeros_like(x) if x.grad is None else x.grad for x in leaves]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -189,6 +189,30 @@ def test_gradcheck_rasterize_float64():
     leaves = [t.clone().requires_grad_() for t in (m2, con, col, op)]
     assert torch.autograd.gradcheck(lambda a, b, c, d: splat.rasterize(a, radii, b, c, d, background, off, ids, W, H),
                                     leaves, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_sh_colors_match_reference(degree):
+    g = torch.Generator().manual_seed(degree)
+    means, campos = torch.randn(400, 3, generator=g), torch.randn(3, generator=g)
+    coeffs = torch.randn(400, 16, 3, generator=g)  # some colours below 0: the clamp acts
+    upstream = [torch.randn(400, 3, generator=g)]
+    out_n, grad_n = _grad_run(lambda m, c: [splat.sh_colors(m, c, campos, degree)], (means, coeffs), upstream)
+    out_r, grad_r = _grad_run(lambda m, c: [reference.sh_colors(m, c, campos, degree)], (means, coeffs), upstream)
+    torch.testing.assert_close(out_n[0], out_r[0], rtol=1e-5, atol=1e-6)
+    assert (out_r[0] == 0).any() and (out_r[0] > 0).any()
+    for a, b in zip(grad_n, grad_r):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert (grad_n[1][:, (degree + 1) ** 2:] == 0).all()  # unused bands get nothing
+    assert (grad_n[0].abs().max() > 1e-3) == (degree > 0)  # the direction matters from degree 1 on
+
+
+def test_gradcheck_sh_float64():
+    g = torch.Generator().manual_seed(7)
+    means = torch.randn(5, 3, generator=g, dtype=torch.float64).requires_grad_()
+    coeffs = (torch.randn(5, 16, 3, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
+    campos = torch.randn(3, generator=g, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda m, c: splat.sh_colors(m, c, campos, 3), (means, coeffs), eps=1e-6, atol=1e-7)
 
 
 def test_projection_against_gsplat():
