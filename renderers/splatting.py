@@ -20,9 +20,6 @@ def rgb_to_sh0(rgb: Tensor) -> Tensor:
     return (rgb - 0.5) / SH_C0
 
 
-def sh_coefficients(degree: int) -> int:
-    return (degree + 1) ** 2
-
 
 def camera_for(c2w: Tensor, fx: float, fy: float, cx: float, cy: float, width: int, height: int, *,
                near: float = 0.01, far: float = 1e10, antialiased: bool = False) -> SplatCamera:

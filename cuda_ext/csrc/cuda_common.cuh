@@ -15,4 +15,16 @@ inline cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().
 
 __device__ inline int64_t thread_index() { return blockIdx.x * int64_t(blockDim.x) + threadIdx.x; }
 
+// The `add` of the shared *_core.h loops that scatter gradients: atomics on the device.
+struct AtomicAdd {
+  template <typename T>
+  __host__ __device__ void operator()(T* p, T v) const {
+#ifdef __CUDA_ARCH__
+    atomicAdd(p, v);
+#else
+    *p += v;  // never reached: the cores are host-callable only by signature
+#endif
+  }
+};
+
 }  // namespace onefield

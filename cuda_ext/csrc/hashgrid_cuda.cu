@@ -6,17 +6,6 @@
 namespace onefield {
 namespace {
 
-struct AtomicAdd {
-  template <typename T>
-  __host__ __device__ void operator()(T* p, T v) const {
-#ifdef __CUDA_ARCH__
-    atomicAdd(p, v);
-#else
-    *p += v;  // never reached: hash_scatter is host-callable only by signature
-#endif
-  }
-};
-
 // Level parameters travel by value in the kernel arguments.
 constexpr int kMaxLevels = 32;
 struct LevelArray {

@@ -1,23 +1,12 @@
 // CUDA launchers of the splat ops: projection one thread a Gaussian; compositing one thread a pixel,
 // reading its tile's depth-sorted list from global memory, the backward scattering per-Gaussian
-// gradients with atomicAdd. A plain kernel, the same algorithm as the CPU one (splat_core.h): on
-// CUDA, gsplat's shared-memory rasterizer is used instead when it is installed.
+// gradients with atomicAdd. A plain kernel, the same algorithm as the CPU one (splat_core.h); using
+// gsplat's shared-memory rasterizer on CUDA when it is installed is not wired yet (issue 16).
 #include "cuda_common.cuh"
 #include "ops.h"
 
 namespace onefield {
 namespace {
-
-struct SplatAtomicAdd {
-  template <typename T>
-  __host__ __device__ void operator()(T* p, T v) const {
-#ifdef __CUDA_ARCH__
-    atomicAdd(p, v);
-#else
-    *p += v;  // never reached: the backward kernel is the only caller
-#endif
-  }
-};
 
 template <typename T>
 __global__ void splat_project_forward_kernel(int64_t n, const T* mu, const T* q, const T* sc, const T* op,
@@ -72,7 +61,7 @@ __global__ void splat_rasterize_backward_kernel(int64_t width, int64_t height, i
   const int64_t x = pix % width, y = pix / width;
   const int64_t t = (y / tile) * tiles_x + x / tile;
   splat_composite_backward_one(ids, off[t], lst[pix], m2, rad, con, col, op, bg, C, T(x) + T(0.5), T(y) + T(0.5),
-                               tr[pix], gi + C * pix, ga[pix], gm2, gcon, gcol, gop, SplatAtomicAdd{});
+                               tr[pix], gi + C * pix, ga[pix], gm2, gcon, gcol, gop, AtomicAdd{});
 }
 
 template <typename T>
