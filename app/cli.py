@@ -303,18 +303,22 @@ def process(source: Positional[Path], out: Path, colmap_model: Path | None = Non
     return 0
 
 
-def export(what: Positional[Literal["mesh", "pointcloud"]], run: Positional[Path],
+def export(what: Positional[Literal["mesh", "pointcloud", "splats"]], run: Positional[Path],
            mesh: Annotated[MeshExportConfig, tyro.conf.OmitArgPrefixes] = MeshExportConfig(), out: Path | None = None, stride: int = 1,
+           splat_format: Literal["ply", "splat"] = "ply", frame: Literal["dataset", "onefield"] = "dataset",
            device: str | None = None) -> int:
     """Export a run's surface: `export mesh RUN` (marching cubes, TSDF or Poisson; cleaned, coloured,
-    PLY/OBJ/GLB under RUN/exports/ with a JSON report) or `export pointcloud RUN` (back-projected
-    rendered depth with colours and normals, PLY).
+    PLY/OBJ/GLB under RUN/exports/ with a JSON report), `export pointcloud RUN` (back-projected
+    rendered depth with colours and normals, PLY) or `export splats RUN` (a splats run's Gaussians in
+    the 3DGS PLY layout, or antimatter15's .splat).
 
     Args:
-        what: mesh or pointcloud.
+        what: mesh, pointcloud or splats.
         run: run folder written by `onefield fit`.
-        out: output file (default RUN/exports/mesh-METHOD.FORMAT or RUN/exports/pointcloud.ply).
+        out: output file (default RUN/exports/mesh-METHOD.FORMAT, RUN/exports/pointcloud.ply or RUN/exports/splats.FORMAT).
         stride: pointcloud: keep every stride-th pixel of each view.
+        splat_format: splats: ply (3DGS layout: SuperSplat, gradio Model3D, other 3DGS code) or splat (antimatter15's viewer).
+        frame: splats: coordinates of the dataset's own cameras (dataset) or onefield's normalised frame.
         device: cpu or cuda (default: the run's device).
     """
     from .export import export_mesh, export_pointcloud, report_line
@@ -323,11 +327,43 @@ def export(what: Positional[Literal["mesh", "pointcloud"]], run: Positional[Path
     try:
         if what == "mesh":
             print(report_line(export_mesh(run, mesh, out, device)))
+        elif what == "splats":
+            from .splat_files import export_splats
+
+            path, n = export_splats(run, splat_format, out, frame)
+            print(f"{path}: {n:,} Gaussians")
         else:
             path, n = export_pointcloud(run, mesh.views, mesh.n_views, mesh.min_opacity, stride, out, device)
             print(f"{path}: {n:,} points")
     except USER_ERRORS as error:
         return _fail(f"export {what}", error)
+    return 0
+
+
+def import_splats(ply: Positional[Path], data: Path, out: Path = Path("runs"), downscale: float = 1.0,
+                  format: Literal[FORMATS] = "auto", eval_split: str = "auto",  # type: ignore[valid-type]
+                  frame: Literal["dataset", "onefield"] = "dataset") -> int:
+    """Make a run of a 3DGS PLY trained elsewhere (the original code, gsplat, nerfstudio's splatfacto) on
+    the photos of DATA: `eval`, `render` and `export` then take it like a fitted splats run.
+
+    Args:
+        ply: the splat file (3DGS PLY layout).
+        data: the dataset the splats were trained on (its cameras give the frame and the held-out views).
+        out: root folder of the runs.
+        downscale: divide image width and height by this on load.
+        format: dataset format (auto detects it).
+        eval_split: held-out views, as for `fit`.
+        frame: the PLY's coordinates: the dataset's cameras' (dataset) or onefield's normalised frame.
+    """
+    from .runs import DataSpec
+    from .splat_files import import_splats as make_run
+
+    _show_warnings()
+    try:
+        run = make_run(ply, DataSpec(str(data), downscale, eval_split, format), out, frame)
+    except USER_ERRORS as error:
+        return _fail("import-splats", error)
+    print(f"run: {run} (evaluate it with: onefield eval {run})")
     return 0
 
 
@@ -410,7 +446,7 @@ def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("works
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "compare": compare, "slim": slim,
-    "export": export, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
+    "export": export, "import-splats": import_splats, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

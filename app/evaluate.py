@@ -14,7 +14,7 @@ from onefield.errors import UserError
 from onefield.scenes import Cameras, PosedImages
 
 from .checkpoint import find_checkpoint, load_progress, load_weights
-from .runs import RunConfig, build_model, torch_device
+from .runs import RunConfig, build_model, make_trainer, torch_device
 from .trainer import Trainer
 from .view import default_orbit, orbit_up, to_uint8, write_video
 
@@ -27,7 +27,7 @@ def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer,
     checkpoint = find_checkpoint(run_dir)
     model, grid = build_model(config, device)
     train, held_out, split = config.data.load()
-    trainer = Trainer(model, grid, train, config.trainer_config(), held_out, device)
+    trainer = make_trainer(model, grid, train, config.trainer_config(), held_out, device)
     load_weights(trainer, checkpoint)
     load_progress(trainer, checkpoint)
     return config, trainer, train, held_out, split

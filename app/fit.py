@@ -12,7 +12,8 @@ from onefield import fields
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .jobs import JobStopped
-from .runs import DataSpec, RunConfig, build_model, check_output_folder, new_run_dir, scene_name, torch_device
+from .runs import (DataSpec, RunConfig, build_model, check_output_folder, make_trainer, new_run_dir, scene_name,
+                   torch_device)
 from .trainer import EvalResult, Trainer, TrainerConfig, TrainingDiverged, TrainState
 
 
@@ -43,7 +44,7 @@ class FitJob:
         model, grid = build_model(config, device)
         run_dir = new_run_dir(out, config.scene, field)
         config.save(run_dir)
-        return cls(run_dir, config, Trainer(model, grid, train, trainer_config, held_out, device))
+        return cls(run_dir, config, make_trainer(model, grid, train, trainer_config, held_out, device))
 
     @classmethod
     def resume(cls, run_dir: Path, device: str | None = None, steps: int | None = None,
@@ -58,7 +59,7 @@ class FitJob:
         device = torch_device(device or config.device)
         train, held_out, _ = config.data.load()
         model, grid = build_model(config, device)
-        trainer = Trainer(model, grid, train, config.trainer_config(), held_out, device)
+        trainer = make_trainer(model, grid, train, config.trainer_config(), held_out, device)
         load_checkpoint(run_dir, trainer)
         config.save(run_dir)
         return cls(run_dir, config, trainer)

@@ -20,7 +20,7 @@ from onefield.scenes import PosedImages
 from onefield.scenes.load import load_scene
 
 from .checkpoint import MissingRunFile, find_checkpoint, load_model_weights
-from .trainer import TrainerConfig
+from .trainer import Trainer, TrainerConfig
 
 FORMAT_VERSION = 1
 
@@ -142,6 +142,16 @@ def build_model(config: RunConfig, device: str) -> tuple[Field, OccupancyGrid]:
     model = fields.build(config.field, config.aabb, config.field_config, device=device, cascades=config.grid_levels,
                          seed=config.trainer_config().seed)
     return model, grid
+
+
+def make_trainer(model: torch.nn.Module, grid: OccupancyGrid, train: PosedImages, config: TrainerConfig,
+                 held_out: PosedImages | None = None, device: str = "cpu") -> Trainer:
+    """The trainer of the model's kind: the volumetric `Trainer`, or `SplatTrainer` for splats."""
+    if getattr(model, "kind", "volume") == "splats":
+        from .splat_trainer import SplatTrainer
+
+        return SplatTrainer(model, grid, train, config, held_out, device)
+    return Trainer(model, grid, train, config, held_out, device)
 
 
 def load_field(config: RunConfig, checkpoint: Path, device: str) -> tuple[Field, OccupancyGrid]:

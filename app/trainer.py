@@ -173,6 +173,7 @@ class TrainState:
     lr_scale: float = 1.0
     recoveries: int = 0
     occupied_fraction: float = 1.0
+    gaussians: int = 0  # splat models: their count after the last step
     preview: Tensor | None = field(default=None, repr=False)  # [H, W, 3] latest held-out render
     done: bool = False
 
@@ -183,7 +184,7 @@ def unbounded(data: PosedImages) -> bool:
     return data.cascades > 1 and not data.has_alpha
 
 
-LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors")  # checkpoint prefixes, see `Trainer.learned`
+LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors", "strategy")  # checkpoint prefixes, see `Trainer.learned`
 
 
 class TrainingDiverged(RuntimeError):
@@ -350,9 +351,9 @@ class Trainer:
     def _set_lr(self) -> None:
         c = self.config
         warm = min(1.0, (self.state.step + 1) / max(c.lr_warmup_steps, 1))
-        for g in self.optimizer.param_groups:
+        for g in self.optimizer.param_groups:  # a group may set its own final ratio and skip the warm-up
             ratio = g.get("final_ratio", c.lr_final_ratio)
-            g["lr"] = g["base_lr"] * warm * ratio ** self.progress() * self.state.lr_scale
+            g["lr"] = g["base_lr"] * (warm if g.get("warmup", True) else 1.0) * ratio ** self.progress() * self.state.lr_scale
 
     def _loss(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.config.loss == "mse":

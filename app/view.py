@@ -31,7 +31,7 @@ from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 
 from .checkpoint import MANIFEST, NOT_FIELD, find_checkpoint, load_progress, load_weights
-from .runs import RunConfig, build_model, torch_device
+from .runs import RunConfig, build_model, make_trainer, torch_device
 from .trainer import Trainer
 
 Output = Literal["rgb", "depth", "opacity"]
@@ -198,7 +198,7 @@ class RunView:
             stand_in = torch.zeros(1, 1, 1, 4, dtype=torch.uint8, device=self.device).expand(n, h, w, 4)
             poses = dataclasses.replace(train, images=stand_in)
         self.train_cameras: Cameras = poses.cameras
-        self.trainer = Trainer(model, grid, poses, self.config.trainer_config(), None, self.device)
+        self.trainer = make_trainer(model, grid, poses, self.config.trainer_config(), None, self.device)
         load_weights(self.trainer, checkpoint)
         load_progress(self.trainer, checkpoint)
         # held-out cameras where the evaluation sees them (refined poses: like their nearest training view)

@@ -38,7 +38,7 @@ def fit_once(data: DataSpec, name: str, minutes: float, out: Path) -> tuple[dict
     return {"backend": name, "minutes": minutes, "steps": state.step, "psnr": round(result.mean_psnr, 3),
             "ssim": round(result.mean_ssim, 4), "parameters": n, "megabytes": round(n * 4 / 2**20, 2),
             "points_per_s": round(state.total_samples / state.seconds), "rays_per_s": round(state.total_rays / state.seconds),
-            "render_ms_per_view": round(1000 * result.seconds_per_view, 1)}, job
+            "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "gaussians": state.gaussians}, job
 
 
 def slim_ranks(full: int, count: int) -> list[int]:
@@ -64,7 +64,8 @@ def main() -> None:
                 rows.append(row)
                 print(f"{name:11s} {minutes:5.1f} min: PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}  "
                       f"{row['megabytes']:7.2f} MB  {row['steps']:6d} steps  {row['points_per_s']:9d} points/s  "
-                      f"render {row['render_ms_per_view']:.0f} ms/view", flush=True)
+                      f"render {row['render_ms_per_view']:.0f} ms/view"
+                      + (f"  {row['gaussians']} Gaussians" if row["gaussians"] else ""), flush=True)
             if args.slim_points > 1 and job is not None and isinstance(job.trainer.model, SlimmableField):
                 curve = slim_run(job.run_dir, slim_ranks(job.trainer.model.rank, args.slim_points))
                 curves[name] = [{k: row[k] for k in ("rank", "parameters", "megabytes", "psnr", "ssim")} for row in curve]

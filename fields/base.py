@@ -50,6 +50,7 @@ class Field(torch.nn.Module, abc.ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    kind: ClassVar[str] = "volume"  # the trainer that fits it (`app.runs.make_trainer`; splats: "splats")
     resizable: ClassVar[tuple[str, ...]] = ()  # parameter-name prefixes whose shapes the schedule changes
     # True where colour costs far more than density and comes from separate parameters (TensoRF,
     # Strivec): the renderers then evaluate `density` everywhere and `color_at` only where it shows

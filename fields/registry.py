@@ -50,6 +50,7 @@ register("strivec", "onefield.fields.strivec", "StrivecField", "Strivec, sparse 
 register("triplane", "onefield.fields.triplane", "TriplaneField", "K-Planes multi-scale tri-planes")
 register("finr", "onefield.fields.finr", "FINRField", "F-INR, functional tensor decomposition")
 register("mlp", "onefield.fields.nerf_mlp", "NerfMLPField", "the original NeRF MLP")
+register("splats", "onefield.fields.splats", "GaussianSplats", "3D Gaussian splatting, rasterized (trains on a CPU)")
 
 
 def names() -> list[str]:

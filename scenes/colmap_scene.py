@@ -94,5 +94,9 @@ def read_colmap_scene(root: str | Path, images: str = "images", downscale: float
                       torch.tensor(k[:, 1] * sy, dtype=torch.float32), torch.tensor(k[:, 2] * sx, dtype=torch.float32),
                       torch.tensor(k[:, 3] * sy, dtype=torch.float32), width, height, 0.05, 1e10, distortion)
     has_alpha = bool((images_t[..., 3] < 255).any())
+    sparse = colors = None
+    if points is not None:
+        sparse = torch.tensor(points @ transform[:, :3].T + transform[:, 3], dtype=torch.float32)
+        colors = torch.tensor(np.stack([p.rgb for p in model.points.values()]), dtype=torch.uint8)
     return PosedImages(cameras, images_t, [im.name for im in kept], (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), has_alpha,
-                       cascades, torch.tensor(transform, dtype=torch.float32))
+                       cascades, torch.tensor(transform, dtype=torch.float32), sparse, colors)

@@ -30,6 +30,8 @@ class PosedImages:
     has_alpha: bool
     cascades: int = 1  # occupancy cascades: the scene extends to the base box scaled by 2^(cascades-1)
     transform: Tensor | None = None  # [3, 4] source world -> ours: x' = A x + b (A may scale); None: identity
+    points: Tensor | None = None  # [P, 3] the dataset's sparse 3-d points (structure from motion), in our frame
+    point_colors: Tensor | None = None  # [P, 3] uint8 their colours
 
     def __post_init__(self) -> None:
         n, h, w = len(self.cameras), self.cameras.height, self.cameras.width
@@ -43,7 +45,8 @@ class PosedImages:
 
     def subset(self, indices: list[int]) -> "PosedImages":
         return PosedImages(self.cameras.subset(indices), self.images[torch.as_tensor(indices, dtype=torch.long)],
-                           [self.names[i] for i in indices], self.aabb, self.has_alpha, self.cascades, self.transform)
+                           [self.names[i] for i in indices], self.aabb, self.has_alpha, self.cascades, self.transform,
+                           self.points, self.point_colors)
 
     def split_every(self, n: int = 8) -> tuple["PosedImages", "PosedImages"]:
         """(train, held-out) with every n-th view held out, starting at view 0 (the LLFF protocol)."""

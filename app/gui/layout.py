@@ -88,6 +88,7 @@ def build(gui: Gui) -> gr.Blocks:
                         with gr.Row():
                             mesh_btn = gr.Button("Export mesh", variant="primary", elem_id="export-mesh")
                             cloud_btn = gr.Button("Export point cloud", elem_id="export-cloud")
+                            splats_btn = gr.Button("Export splats", elem_id="export-splats")
                     with gr.Column(scale=2):
                         export_msg = gr.Markdown(elem_id="export-msg")
                         model = gr.Model3D(label="mesh", elem_id="mesh-model", height=420)
@@ -142,6 +143,7 @@ def build(gui: Gui) -> gr.Blocks:
 
         mesh_btn.click(gui.export_mesh, [sid, export_run, *mesh_inputs], [model, downloads, export_msg],
                        api_name="export_mesh")
+        splats_btn.click(gui.export_splats, [sid, export_run], [model, downloads, export_msg], api_name="export_splats")
         cloud_btn.click(gui.export_pointcloud, [sid, export_run, *mesh_inputs], [cloud, export_msg],
                         api_name="export_pointcloud")
         compare_btn.click(gui.compare, [sid, compare_runs, compare_output, compare_size], [compare_table, compare_image],

@@ -432,6 +432,18 @@ class Gui:
         return raw | {"cleanup": CleanupConfig(**raw["cleanup"])}
 
     @_user_errors
+    def export_splats(self, sid: str, run: str):
+        """A splats run's Gaussians as the 3DGS PLY (shown as splats by the 3D viewer) and as .splat."""
+        from ..splat_files import export_splats
+
+        session = self.session(sid)
+        path = self.run_path(session, run)
+        out = self.output_dir(session, path, "exports")
+        ply, n = export_splats(path, "ply", out / "splats.ply")
+        splat, _ = export_splats(path, "splat", out / "splats.splat")
+        return self.publish(ply), [self.publish(ply), self.publish(splat)], f"{self.label(session, ply)}: {n:,} Gaussians"
+
+    @_user_errors
     def export_pointcloud(self, sid: str, run: str, *values):
         from ..export import export_pointcloud
 

@@ -17,7 +17,7 @@ def test_registry_builds_hashgrid_and_names_errors():
     field = fields.build("hashgrid", AABB, SMALL)
     assert isinstance(field, HashGridField) and field.config == HashGridFieldConfig(**SMALL)
     assert fields.config_class("hashgrid") is HashGridFieldConfig
-    with pytest.raises(ValueError, match="unknown field backend .nope.; available: finr, hashgrid, mlp, strivec, tensorf-cp, tensorf-vm, triplane"):
+    with pytest.raises(ValueError, match="unknown field backend .nope.; available: finr, hashgrid, mlp, splats, strivec, tensorf-cp, tensorf-vm, triplane"):
         fields.build("nope", AABB)
     with pytest.raises(ValueError, match="unknown option\\(s\\) for field 'hashgrid': colour"):
         fields.build("hashgrid", AABB, {"colour": 3})

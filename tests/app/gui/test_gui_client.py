@@ -103,6 +103,32 @@ def test_fit_view_export_download_and_reread(app, fitted):
     assert (Path(run) / "exports" / "mesh-mc.obj").is_file()
 
 
+def test_splats_fit_show_and_export_as_splats(app):
+    """A splats run trains, renders in the viewer and is exported as the 3DGS PLY that gr.Model3D shows."""
+    from onefield.app.splat_files import read_ply
+
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    splats = {"init_count": 1000, "max_gaussians": 2000, "sh_degree": 1}
+    state = wait(client, sid, client.predict(sid, DEMO, "splats", splats, {}, None, 60, 1.0, api_name="/fit"))
+    assert state["status"] == "done", state
+    run = state["result"]
+    image = np.asarray(Image.open(client.predict(sid, run, 30, 20, 4.0, 40, "rgb", 96, api_name="/render")))
+    assert image.shape[:2] == (96, 96) and image.std() > 10
+    shown, downloads, report = client.predict(sid, run, api_name="/export_splats")
+    assert Path(shown).suffix == ".ply" and "Gaussians" in report
+    assert {Path(p).suffix for p in downloads} == {".ply", ".splat"}
+    assert len(read_ply(Path(shown))["means"]) == int(report.split(": ")[-1].split()[0].replace(",", ""))
+    with pytest.raises(AppError, match="has no Gaussians"):
+        client.predict(sid, *_first_volume_run(client, sid), api_name="/export_splats")
+
+
+def _first_volume_run(client, sid):
+    """A hashgrid run of this session (a tiny fit)."""
+    state = wait(client, sid, client.predict(sid, DEMO, "hashgrid", FIT, {}, None, 10, 1.0, api_name="/fit"))
+    return (state["result"],)
+
+
 def test_compare_renders_each_run_from_one_camera(app, fitted):
     page, gui, client = app
     sid, runs = fitted
