@@ -83,13 +83,13 @@ class SplatTrainer(Trainer):
     def _random_points(self, n: int) -> Tensor:
         """n points uniform in the cells of the base cascade not carved away, or spread evenly over
         the cascades of an unbounded scene (uniform in contracted space, like its samples)."""
-        grid = self.grid
-        live = (grid.occs[: grid.resolution**3] >= 0).nonzero().flatten()
+        grid, size = self.grid, self.grid.resolution**3
         if grid.levels > 1:
             per = [n // grid.levels + (k < n % grid.levels) for k in range(grid.levels)]
-            cells = torch.cat([torch.randint(k * grid.resolution**3, (k + 1) * grid.resolution**3, (m,),
-                                             generator=self.generator, device=self.device) for k, m in enumerate(per)])
+            cells = torch.cat([torch.randint(k * size, (k + 1) * size, (m,), generator=self.generator, device=self.device)
+                               for k, m in enumerate(per)])
         else:
+            live = (grid.occs[:size] >= 0).nonzero().flatten()
             cells = live[torch.randint(0, live.numel(), (n,), generator=self.generator, device=self.device)]
         jitter = torch.rand(n, 3, generator=self.generator, device=self.device)
         return grid.cell_points(cells, jitter)
@@ -198,7 +198,7 @@ def points_from_run(run_dir: Path, n: int, device: torch.device, generator: torc
     weight = 1 - torch.exp(-field.density(x) * cell)
     if float(weight.sum()) <= 0:
         raise UserError(f"{run_dir}: the field has no density in its occupied cells, no point to start from")
-    x = x[torch.multinomial(weight, n, replacement=weight.count_nonzero() < n, generator=generator)]
+    x = x[torch.multinomial(weight, n, replacement=int(weight.count_nonzero()) < n, generator=generator)]
     axes = torch.cat([torch.eye(3, device=device), -torch.eye(3, device=device)])
     colors = torch.stack([field.color_at(x, a.expand_as(x)) for a in axes]).mean(0)
     return x, colors

@@ -85,7 +85,11 @@ def sh_basis(dirs: Tensor, degree: int) -> Tensor:
 def sh_colors(means: Tensor, coeffs: Tensor, campos: Tensor, degree: int) -> Tensor:
     """The colour of Gaussians at means [N, 3] seen from the camera centre campos [3]: coeffs
     [N, K, 3] (K >= (degree + 1)^2; higher bands unused) -> rgb [N, 3] >= 0 (3DGS: SH + 0.5, clamped)."""
-    dirs = torch.nn.functional.normalize(means - campos, dim=-1)
+    return sh_along(torch.nn.functional.normalize(means - campos, dim=-1), coeffs, degree)
+
+
+def sh_along(dirs: Tensor, coeffs: Tensor, degree: int) -> Tensor:
+    """rgb [N, 3] >= 0 of coeffs [N, K, 3] seen along unit directions dirs [N, 3] (SH + 0.5, clamped)."""
     k = (degree + 1) ** 2
     basis = sh_basis(dirs, degree)  # [N, k]
     return ((basis[:, :, None] * coeffs[:, :k]).sum(1) + 0.5).clamp(min=0.0)

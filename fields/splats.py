@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from onefield.cuda_ext.splat_reference import sh_basis
+from onefield.cuda_ext.splat_reference import rotation, sh_along
 from onefield.errors import UserError
 from onefield.renderers.splatting import SplatRender, rasterize_gaussians, rgb_to_sh0, splat_camera
 from onefield.scenes import Cameras
@@ -51,8 +51,9 @@ class SplatsConfig:
     """how Gaussians are added and removed: mcmc (3DGS as MCMC: dead ones relocated, the count grown 5 % per
     refinement up to max_gaussians; the small-machine choice) or adc (3DGS adaptive density control: clone,
     split, prune, opacity reset)"""
-    max_gaussians: int = 100_000
-    """Gaussian budget (mcmc grows to it; adc never grows past it)"""
+    max_gaussians: int = 40_000
+    """Gaussian budget (mcmc grows to it; adc never grows past it): 40k keep a 300 s mic model at 9 MB, within
+    0.1 dB of 100k (BENCHMARKS.md, "Gaussian splats")"""
     refine_start: int = 100
     """first step that adds or removes Gaussians"""
     refine_every: int = 100
@@ -101,11 +102,8 @@ class SplatsConfig:
 
 
 def quat_rotation(q: Tensor) -> Tensor:
-    """Quaternions (w, x, y, z; any norm) [N, 4] -> rotation matrices [N, 3, 3]."""
-    w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
-    return torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-                        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-                        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1).view(-1, 3, 3)
+    """Quaternions (w, x, y, z; any norm, as trained) [N, 4] -> rotation matrices [N, 3, 3]."""
+    return rotation(torch.nn.functional.normalize(q, dim=-1))
 
 
 def knn_scale(points: Tensor, k: int = 3) -> Tensor:
@@ -271,8 +269,7 @@ class GaussianSplats(torch.nn.Module):
             w = peak[g] * torch.exp(-0.5 * torch.einsum("pi,pij,pj->p", delta, inv_cov[g], delta))
             sigma = sigma.index_add(0, p, w)
             if rgb_sum is not None:
-                basis = sh_basis(torch.nn.functional.normalize(d[p], dim=-1), degree)  # [P, K]
-                rgb = ((basis[:, :, None] * self.sh[g]).sum(1) + 0.5).clamp(min=0.0)
+                rgb = sh_along(torch.nn.functional.normalize(d[p], dim=-1), self.sh[g], degree)  # [P, 3]
                 rgb_sum = rgb_sum.index_add(0, p, w[:, None] * rgb)
         rgb = None if rgb_sum is None else (rgb_sum / sigma.clamp(min=1e-10)[:, None]).clamp(0, 1)
         return sigma, rgb

@@ -14,6 +14,7 @@ from onefield.app.runs import DataSpec
 from onefield.app.splat_strategy import ADC, MCMC, _edit
 from onefield.app.trainer import TrainerConfig
 from onefield.cuda_ext.splat_reference import sh_basis
+from onefield.errors import UserError
 from onefield.fields.splats import BOX_SIGMAS, GaussianSplats, SplatsConfig, quat_rotation
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
@@ -195,9 +196,34 @@ def test_a_grown_model_checkpoints_and_resumes(strategy, shapes_scene, tmp_path)
 
 
 def test_splats_refuse_what_the_rasterizer_cannot_do(shapes_scene, tmp_path):
-    from onefield.errors import UserError
-
     with pytest.raises(UserError, match="refine camera poses"):
         FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {}, TrainerConfig(refine_poses=True), tmp_path)
     with pytest.raises(UserError, match="sh_degree"):
         fields.build("splats", [-1.0] * 3 + [1.0] * 3, {"sh_degree": 4})
+
+
+def test_gaussians_start_on_a_fitted_volume(fitted_shapes, shapes_scene, tmp_path):
+    """init_from: points drawn from a hash-grid run's density lie on the scene's surfaces (random points in
+    its box do not), coloured by its field; the first step trains from them."""
+    import trimesh
+
+    splats = {"init_from": str(fitted_shapes.run_dir), "init_count": 2000}
+    job = FitJob.create(DataSpec(str(shapes_scene.root)), "splats", splats, TrainerConfig(steps=2, eval_every=0), tmp_path)
+    points, colors = job.trainer.initial_points()
+    assert points.shape == (2000, 3) and colors.shape == (2000, 3)
+    from scipy.spatial import cKDTree
+
+    surface = trimesh.load(shapes_scene.mesh_path)
+    diagonal = float(torch.tensor(surface.extents).norm())
+    tree = cKDTree(trimesh.sample.sample_surface(surface, 200_000)[0])
+    near = lambda p: float(torch.tensor(tree.query(p.numpy())[0]).median())  # noqa: E731  median distance
+    assert near(points) < 0.02 * diagonal
+    assert near(torch.rand(2000, 3) * 2.4 - 1.2) > 2 * near(points)
+    assert float(colors.std(0).mean()) > 0.05  # the shapes' colours, not one grey
+    job.trainer.step()
+    assert len(job.trainer.model) == 2000
+    save_checkpoint(job.run_dir, job.trainer)
+    other = FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {"init_from": str(job.run_dir)},
+                          TrainerConfig(steps=1), tmp_path)
+    with pytest.raises(UserError, match="takes a volumetric run"):
+        other.trainer.initial_points()

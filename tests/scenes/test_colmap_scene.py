@@ -3,8 +3,10 @@ import pytest
 import torch
 from PIL import Image
 
+from onefield.errors import UserError
 from onefield.scenes import DatasetError, detect_format, load_scene, read_blender
-from onefield.scenes.colmap import ColmapCamera, ColmapImage, ColmapModel, ColmapPoint, rotation_to_qvec, write_model
+from onefield.scenes.colmap import (ColmapCamera, ColmapImage, ColmapModel, ColmapPoint, read_model, rotation_to_qvec,
+                                    write_model)
 from onefield.scenes.colmap_scene import read_colmap_scene
 
 
@@ -48,6 +50,32 @@ def test_colmap_project_reads_back_the_cameras(shapes_scene, tmp_path, ext):
     assert 2 ** (data.cascades - 1) >= reach
     train, held_out, name = load_scene(tmp_path)
     assert len(train) + len(held_out) == len(data) and name == "every 8th view"
+    # the sparse points come along in the same frame (splats start from them)
+    model = read_model(tmp_path / "sparse" / "0")
+    xyz = torch.tensor(np.stack([p.xyz for p in model.points.values()]), dtype=torch.float32)
+    torch.testing.assert_close(data.points, xyz @ a.T + data.transform[:, 3], atol=1e-5, rtol=0)
+    assert data.point_colors.dtype == torch.uint8 and data.point_colors.shape == (200, 3)
+    assert torch.equal(train.points, data.points)  # the split keeps them
+
+
+def test_splats_start_from_the_sparse_points(shapes_scene, tmp_path):
+    from onefield import fields
+    from onefield.app.runs import make_trainer
+    from onefield.app.trainer import TrainerConfig
+    from onefield.renderers import OccupancyGrid
+
+    _export(shapes_scene.root, tmp_path)
+    data = read_colmap_scene(tmp_path, use_cache=False)
+    model = fields.build("splats", data.aabb, {"init": "points"})
+    trainer = make_trainer(model, OccupancyGrid(data.aabb, 32, data.cascades), data, TrainerConfig(steps=1))
+    points, colors = trainer.initial_points()
+    assert torch.equal(points, data.points) and torch.equal(colors, torch.zeros(200, 3))
+    trainer.step()
+    assert len(model) == 200
+    data.points = None
+    with pytest.raises(UserError, match="no sparse points"):
+        make_trainer(fields.build("splats", data.aabb, {"init": "points"}), OccupancyGrid(data.aabb, 32, data.cascades),
+                     data, TrainerConfig(steps=1)).initial_points()
 
 
 def test_unsupported_colmap_camera_is_named(shapes_scene, tmp_path):
