@@ -4,7 +4,7 @@ final evaluation, and a checkpoint on Ctrl-C or divergence so no finished work i
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ class FitJob:
         trainer_config.check()
         check_output_folder(out)  # before the data is read: fail in a second, not after a minute
         device = torch_device(device)
+        if fields.field_class(field).pinhole_only:
+            data = replace(data, undistort=True)
         train, held_out, _ = data.load()
         if field_config is None or isinstance(field_config, dict):
             field_config = fields.make_config(field, field_config)  # validates the options, names unknown ones

@@ -18,6 +18,7 @@ from onefield.fields import Field
 from onefield.renderers import OccupancyGrid
 from onefield.scenes import PosedImages
 from onefield.scenes.load import load_scene
+from onefield.scenes.undistort import undistorted
 
 from .checkpoint import MissingRunFile, find_checkpoint, load_model_weights
 from .trainer import Trainer, TrainerConfig
@@ -45,12 +46,17 @@ class DataSpec:
     """ray end distance replacing the reader's choice"""
     cascades: int | None = None
     """occupancy cascades replacing the reader's choice (the scene reaches the box scaled by 2^(cascades-1))"""
+    undistort: bool = False
+    """resample images with lens distortion to ideal pinholes on load (set by the fit for backends that model no
+    lens, `Field.pinhole_only`; the volumes bend their rays instead)"""
 
     def load(self) -> tuple[PosedImages, PosedImages | None, str | None]:
         """(training views, held-out views or None, name of the held-out set), with the overrides."""
         if not self.downscale >= 1:  # also refuses NaN
             raise UserError(f"downscale must be >= 1 (8 divides the width and height by 8), got {self.downscale}")
         train, held_out, name = load_scene(self.path, self.format, self.downscale, self.eval_split)
+        if self.undistort:
+            train, held_out = undistorted(train), (undistorted(held_out) if held_out is not None else None)
         return self._override(train), (self._override(held_out) if held_out is not None else None), name
 
     def _override(self, data: PosedImages) -> PosedImages:

@@ -13,7 +13,7 @@ which is not implemented: such files are written in onefield's frame (`frame="on
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -202,6 +202,7 @@ def import_splats(ply: Path, data: DataSpec, out: Path = Path("runs"), frame: Li
     """A run folder around a 3DGS PLY trained elsewhere on `data`'s photos: `eval`, `render` and
     `export` take it like a fitted run (its checkpoint holds the Gaussians, at step 0)."""
     p = read_ply(Path(ply))
+    data = replace(data, undistort=True)  # as a splat fit loads it (`GaussianSplats.pinhole_only`)
     train, held_out, _ = data.load()
     degree = round(math.sqrt(p["shN"].shape[1] + 1)) - 1
     similarity = Similarity.of(train.transform if frame == "dataset" else None)

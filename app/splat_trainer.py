@@ -48,9 +48,9 @@ class SplatTrainer(Trainer):
         if config.refine_poses:
             raise UserError("splats do not refine camera poses yet (--trainer.refine-poses): the rasterizer has no "
                             "gradient for the cameras; fit without it")
-        if train.cameras.distortion is not None and bool((train.cameras.distortion != 0).any()):
+        if train.cameras.distorted or (held_out is not None and held_out.cameras.distorted):
             raise UserError("the splat rasterizer models pinhole cameras only and these images have lens distortion; "
-                            "undistort them first (`colmap image_undistorter`) or fit a volumetric backend")
+                            "resample them first (`onefield.scenes.undistort.undistorted`, which `FitJob` applies)")
         model.set_extent(scene_extent(train.cameras))
         super().__init__(model, grid, train, config, held_out, device)
         self.strategy = STRATEGIES[model.config.strategy](model.config).to(self.device)
@@ -153,9 +153,10 @@ class SplatTrainer(Trainer):
 
     @torch.no_grad()
     def refresh_grid(self) -> None:
-        """The occupancy grid from the splats' density (every cell not carved away), for the exporters."""
-        self.grid.update(self.model.density, step_size=self.step_size, threshold=self.config.grid_threshold,
-                         decay=0.0, generator=self.generator)
+        """The occupancy grid from the splats' density at every cell centre (excluded cells stay so), for the exporters."""
+        sigma = torch.stack([self.model.lattice_density(*self.grid.cascade_lattice(c), self.grid.resolution)
+                             for c in range(self.grid.levels)])
+        self.grid.assign_(sigma * self.step_size, threshold=self.config.grid_threshold)
         self.state.occupied_fraction = self.grid.occupied_fraction()
 
     def iterate(self) -> Iterator[TrainState]:

@@ -14,8 +14,8 @@ One fresh run per budget and variant, through the same `FitJob` the CLI uses, eq
         [the variant's --trainer.* options]
 
 Variants (`--variants`, default: default): `default` (the trainer's defaults), or named option sets
-from VARIANTS, or a JSON object of TrainerConfig options (keys `field.NAME`: options of the hash
-grid). `--main DIR` also runs DIR's own copy of this script (a checkout of another commit, e.g.
+from VARIANTS, or a JSON object of TrainerConfig options (key `backend`: another field backend than
+the hash grid, e.g. `splats`, at its defaults; keys `field.NAME`: options of the backend). `--main DIR` also runs DIR's own copy of this script (a checkout of another commit, e.g.
 today's main in a git worktree, with its extension built) on the same scenes and budgets first, in
 the same process tree and machine state, so its rows compare side by side.
 
@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict] = {
                                   "appearance": True},
     "coarse-images": {"coarse_images": 0.25},
     "coarse-to-fine": {"field.coarse_to_fine": 0.3},
+    "splats": {"backend": "splats"},
 }
 
 
@@ -87,11 +88,13 @@ def run_main(checkout: Path, scenes: list[str], minutes: list[float], device: st
 
 
 def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: dict | None = None) -> dict[str, float]:
-    options = options or {}
+    options = dict(options or {})
+    backend = options.pop("backend", "hashgrid")
     field = {k.removeprefix("field."): v for k, v in options.items() if k.startswith("field.")}
     trainer = TrainerConfig(minutes=minutes, steps=1_000_000, eval_every=0, checkpoint_every=0,
                             **{k: v for k, v in options.items() if not k.startswith("field.")})
-    job = FitJob.create(data, "hashgrid", dataclasses.replace(DEMO_FIELD, **field), trainer, out, device=device)
+    field_config = dataclasses.replace(DEMO_FIELD, **field) if backend == "hashgrid" else field
+    job = FitJob.create(data, backend, field_config, trainer, out, device=device)
     state = job.run()
     result = job.final_eval
     assert result is not None
@@ -101,7 +104,8 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
             "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
             "samples_per_ray": round(state.total_samples / state.total_rays, 2),
-            "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr)}
+            "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr),
+            "gaussians": state.gaussians}
 
 
 def main() -> None:

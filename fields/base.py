@@ -55,6 +55,9 @@ class Field(torch.nn.Module, abc.ABC):
     # True where colour costs far more than density and comes from separate parameters (TensoRF,
     # Strivec): the renderers then evaluate `density` everywhere and `color_at` only where it shows
     deferred_color: ClassVar[bool] = False
+    # True where the backend projects with K alone and models no lens: its runs load images
+    # resampled to pinholes (`DataSpec.undistort`); volumes bend their rays through the lens instead
+    pinhole_only: ClassVar[bool] = False
 
     def __init__(self, config: Any, aabb: Sequence[float] | Tensor, cascades: int = 1):
         super().__init__()

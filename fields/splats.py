@@ -23,6 +23,7 @@ from torch import Tensor
 
 from onefield.cuda_ext.splat_reference import rotation, sh_along
 from onefield.errors import UserError
+from onefield.fields.box_lattice import BoxLattice
 from onefield.renderers.splatting import SplatRender, rasterize_gaussians, rgb_to_sh0, splat_camera
 from onefield.scenes import Cameras
 
@@ -125,6 +126,7 @@ class GaussianSplats(torch.nn.Module):
     config_class: ClassVar[type] = SplatsConfig
     kind: ClassVar[str] = "splats"  # the trainer that fits it (volumes: "volume")
     deferred_color: ClassVar[bool] = False
+    pinhole_only: ClassVar[bool] = True  # the rasterizer projects with K: distorted photos are resampled on load
     PARAMETERS: ClassVar[tuple[str, ...]] = ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN")
 
     def __init__(self, config: SplatsConfig, aabb: Sequence[float] | Tensor, device: str = "cpu", cascades: int = 1):
@@ -208,65 +210,76 @@ class GaussianSplats(torch.nn.Module):
 
     # ---- the volume view ---------------------------------------------------------------------------
     def _boxes(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(inverse covariances [N, 3, 3], 3-sigma half extents [N, 3], peak densities [N], centres [N, 3]).
+        """(whitening maps [N, 3, 3], 3-sigma half extents [N, 3], peak densities [N], centres [N, 3]); a
+        point's squared Mahalanobis distance is |(x - mean) W|^2 with W = R S^-1, which keeps a thin axis
+        that R S^-2 R^T would round away in float32 (scales of 1e-3 beside 1).
         A Gaussian's density peaks where a ray along its thinnest axis through its centre collects
         exactly its opacity: integral of sigma = -log(1 - opacity) (the thin axis: surfaces are thin
         Gaussians seen face on)."""
         rot, s = quat_rotation(self.quats), self.scales
-        inv_cov = rot @ torch.diag_embed(1.0 / (s * s)) @ rot.transpose(1, 2)
+        whiten = rot / s[:, None, :]
         cov_diag = ((rot * rot) * (s * s)[:, None, :]).sum(-1)  # diag(R S^2 R^T)
         half = BOX_SIGMAS * cov_diag.sqrt()
         peak = -torch.log1p(-self.opacities.clamp(max=0.99)) / (math.sqrt(2 * math.pi) * s.amin(-1))
-        return inv_cov, half, peak, self.means
+        return whiten, half, peak, self.means
 
-    def _pairs(self, x: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
-        """(point index [P], Gaussian index [P]) of every query point x [M, 3] inside a Gaussian's box:
-        the boxes are binned into a uniform lattice of cells about as large as the typical box, and each
-        point meets the Gaussians of its cell."""
-        means = self.means.detach()
-        lo_box, hi_box = means - half, means + half
-        lo = lo_box.amin(0)
-        cell = float(2 * half.median()) if len(means) else 1.0
-        dims = ((hi_box.amax(0) - lo) / cell).ceil().clamp(1, 128).long()  # [3]
-        cell_size = (hi_box.amax(0) - lo) / dims
-        i0 = ((lo_box - lo) / cell_size).floor().long().clamp(min=0).minimum(dims - 1)
-        i1 = ((hi_box - lo) / cell_size).floor().long().clamp(min=0).minimum(dims - 1)
-        span = i1 - i0 + 1  # [N, 3]
-        per = span.prod(-1)
-        gid = torch.repeat_interleave(torch.arange(len(means), device=x.device), per)
-        local = torch.arange(int(per.sum()), device=x.device) - torch.repeat_interleave(per.cumsum(0) - per, per)
-        sy, sz = span[gid, 1], span[gid, 2]
-        ijk = i0[gid] + torch.stack([local // (sy * sz), (local // sz) % sy, local % sz], -1)
-        cells = (ijk[:, 0] * dims[1] + ijk[:, 1]) * dims[2] + ijk[:, 2]
-        order = torch.argsort(cells, stable=True)
-        sorted_gid = gid[order]
-        counts = torch.bincount(cells, minlength=int(dims.prod()))
-        starts = counts.cumsum(0) - counts
-        q = ((x - lo) / cell_size).floor().long()
-        inside = ((q >= 0) & (q < dims)).all(-1)
-        qc = ((q[:, 0].clamp(0, dims[0] - 1) * dims[1] + q[:, 1].clamp(0, dims[1] - 1)) * dims[2]
-              + q[:, 2].clamp(0, dims[2] - 1))
-        n = torch.where(inside, counts[qc], torch.zeros_like(qc))
-        pid = torch.repeat_interleave(torch.arange(len(x), device=x.device), n)
-        k = torch.arange(int(n.sum()), device=x.device) - torch.repeat_interleave(n.cumsum(0) - n, n)
-        g = sorted_gid[starts[qc[pid]] + k]
-        keep = ((x[pid] - means[g]).abs() <= half[g].detach()).all(-1)
-        return pid[keep], g[keep]
+    @torch.no_grad()
+    def lattice_density(self, lo: Tensor, cell: Tensor, resolution: int) -> Tensor:
+        """sigma [R, R, R] at the centres of the R^3 cells of size `cell` [3] from the corner `lo` [3]
+        (an occupancy-grid cascade): each Gaussian is summed over the cell centres inside its box, so
+        the work is the (cell, Gaussian) pairs that contribute, however the box sizes spread."""
+        r = resolution
+        sigma = lo.new_zeros(r**3)
+        if len(self) == 0:
+            return sigma.view(r, r, r)
+        whiten, half, peak, means = self._boxes()
+        inv_cov = whiten @ whiten.transpose(1, 2)  # float32 suffices for an occupancy estimate
+        i0 = ((means - half - lo) / cell - 0.5).ceil().clamp(min=0)  # [N, 3] first centre inside the box
+        i1 = ((means + half - lo) / cell - 0.5).floor().clamp(max=r - 1)
+        span = (i1 - i0 + 1).clamp(min=0)
+        count = span.prod(-1).long()  # [N] cells per Gaussian
+        # one row per Gaussian, gathered once per pair: first cell, span in y and z, centre of cell 0
+        # relative to the mean, the 6 distinct entries of the inverse covariance, the peak density
+        quad = inv_cov[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * torch.tensor([1.0, 1, 1, 2, 2, 2], device=lo.device)
+        table = torch.cat([i0, span[:, 1:], lo + 0.5 * cell - means, quad, peak[:, None]], 1).T.contiguous()  # [15, N]
+        live = (count > 0).nonzero().flatten()
+        ends = count[live].cumsum(0)
+        start = 0
+        while start < live.numel():  # Gaussians in chunks of about PAIR_CHUNK pairs (one at least)
+            base = int(ends[start - 1]) if start else 0
+            stop = max(start + 1, int(torch.searchsorted(ends, base + PAIR_CHUNK, right=True)))
+            g = live[start:stop]
+            n = count[g]
+            rows = table.index_select(1, torch.repeat_interleave(g, n))  # [15, P]: one contiguous row per quantity
+            # the pair's cell within its Gaussian's box, in float32: exact, as local < 2^24 (R <= 1024 and
+            # a box spans at most R^2 cells per x slab, so the quotients are far from rounding to the next integer)
+            local = (torch.arange(int(n.sum()), device=lo.device) - torch.repeat_interleave(n.cumsum(0) - n, n)).float()
+            sy, sz = rows[3], rows[4]
+            ix = (local / (sy * sz)).floor()
+            rest = local - ix * sy * sz
+            iy = (rest / sz).floor()
+            ijk = rows[:3] + torch.stack([ix, iy, rest - iy * sz])  # [3, P]
+            d = rows[5:8] + ijk * cell[:, None]  # [3, P] cell centre - mean
+            q = (rows[8:11] * d * d).sum(0) + rows[11] * d[0] * d[1] + rows[12] * d[0] * d[2] + rows[13] * d[1] * d[2]
+            flat = ((ijk[0] * r + ijk[1]) * r + ijk[2]).long()
+            sigma.index_add_(0, flat, rows[14] * torch.exp(-0.5 * q))
+            start = stop
+        return sigma.view(r, r, r)
 
     def _query(self, x: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """sigma [M] at x [M, 3] and, with directions d [M, 3], the density-weighted mean colour [M, 3]."""
         if len(self) == 0:
             return x.new_zeros(x.shape[0]), (x.new_zeros(x.shape[0], 3) if d is not None else None)
-        inv_cov, half, peak, means = self._boxes()
+        whiten, half, peak, means = self._boxes()
         with torch.no_grad():
-            pid, gid = self._pairs(x, half)
+            lattice = BoxLattice(means - half, means + half)
         sigma = x.new_zeros(x.shape[0])
         rgb_sum = x.new_zeros(x.shape[0], 3) if d is not None else None
         degree = self.config.sh_degree
-        for start in range(0, len(pid), PAIR_CHUNK):
-            p, g = pid[start:start + PAIR_CHUNK], gid[start:start + PAIR_CHUNK]
+        for p, g in lattice.pairs(x, PAIR_CHUNK):
             delta = x[p] - means[g]  # [P, 3]
-            w = peak[g] * torch.exp(-0.5 * torch.einsum("pi,pij,pj->p", delta, inv_cov[g], delta))
+            local = torch.einsum("pi,pij->pj", delta, whiten[g])
+            w = peak[g] * torch.exp(-0.5 * (local * local).sum(-1))
             sigma = sigma.index_add(0, p, w)
             if rgb_sum is not None:
                 rgb = sh_along(torch.nn.functional.normalize(d[p], dim=-1), self.sh[g], degree)  # [P, 3]

@@ -10,12 +10,13 @@ import torch
 from onefield import fields
 from onefield.app.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from onefield.app.fit import FitJob
-from onefield.app.runs import DataSpec
+from onefield.app.runs import DataSpec, RunConfig
 from onefield.app.splat_strategy import ADC, MCMC, _edit
 from onefield.app.trainer import TrainerConfig
 from onefield.cuda_ext.splat_reference import sh_basis
 from onefield.errors import UserError
 from onefield.fields.splats import BOX_SIGMAS, GaussianSplats, SplatsConfig, quat_rotation
+from onefield.renderers import OccupancyGrid
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 
@@ -37,8 +38,15 @@ def brute_force(model: GaussianSplats, x: torch.Tensor, d: torch.Tensor) -> tupl
     rot, s = quat_rotation(model.quats), model.scales
     cov = rot @ torch.diag_embed(s * s) @ rot.transpose(1, 2)
     delta = x[:, None] - model.means[None]  # [M, N, 3]
-    q = torch.einsum("mni,nij,mnj->mn", delta, torch.linalg.inv(cov), delta)
-    inside = (delta.abs() <= BOX_SIGMAS * torch.diagonal(cov, dim1=1, dim2=2).sqrt()).all(-1)
+    # |S^-1 R^T delta|^2 in float64, no inverse: a covariance of scales 1e-3 and 1 loses its thin axis in float32
+    local = torch.einsum("mni,nij->mnj", delta.double(), rot.double()) / s.double()[None]
+    q = (local * local).sum(-1).float()
+    half = BOX_SIGMAS * torch.diagonal(cov, dim1=1, dim2=2).sqrt()
+    torch.testing.assert_close(half, model._boxes()[1])
+    # the box test in the model's own float operations: a point on a face must not fall on the other side
+    # through rounding (a thin Gaussian seen edge-on is still dense there)
+    half = model._boxes()[1]
+    inside = ((x[:, None] >= (model.means - half)[None]) & (x[:, None] <= (model.means + half)[None])).all(-1)
     peak = -torch.log(1 - model.opacities.clamp(max=0.99)) / (math.sqrt(2 * math.pi) * s.amin(-1))
     w = peak * torch.exp(-0.5 * q) * inside
     basis = sh_basis(d, model.config.sh_degree)  # [M, K]: every Gaussian seen along the query's direction
@@ -202,6 +210,20 @@ def test_splats_refuse_what_the_rasterizer_cannot_do(shapes_scene, tmp_path):
         fields.build("splats", [-1.0] * 3 + [1.0] * 3, {"sh_degree": 4})
 
 
+def test_photos_with_lens_distortion_are_resampled_for_splats(data_root, tmp_path):
+    """instant-ngp's fox has OPENCV distortion: a splat run loads its photos resampled to pinholes and
+    records it in config.json, so eval, render and export reload the same images; volumes keep the lens."""
+    spec = DataSpec(str(data_root / "ingp-fox"), downscale=16)
+    job = FitJob.create(spec, "splats", {}, TrainerConfig(steps=1), tmp_path)
+    train, held_out = job.trainer.train_data, job.trainer.held_out
+    assert job.config.data.undistort and not train.cameras.distorted and not held_out.cameras.distorted
+    reloaded, reloaded_held_out, _ = RunConfig.load(job.run_dir).data.load()
+    assert torch.equal(reloaded.images, train.images) and torch.equal(reloaded_held_out.images, held_out.images)
+    raw, _, _ = spec.load()
+    assert raw.cameras.distorted and not torch.equal(raw.images, train.images)
+    assert float((raw.cameras.fx - train.cameras.fx).abs().max()) > 0.1  # the pinholes see a cropped view
+
+
 def test_gaussians_start_on_a_fitted_volume(fitted_shapes, shapes_scene, tmp_path):
     """init_from: points drawn from a hash-grid run's density lie on the scene's surfaces (random points in
     its box do not), coloured by its field; the first step trains from them."""
@@ -227,3 +249,39 @@ def test_gaussians_start_on_a_fitted_volume(fitted_shapes, shapes_scene, tmp_pat
                           TrainerConfig(steps=1), tmp_path)
     with pytest.raises(UserError, match="takes a volumetric run"):
         other.trainer.initial_points()
+
+
+def test_density_holds_with_gaussians_of_every_size(monkeypatch):
+    """Scales over three orders of magnitude (an unbounded capture: fine Gaussians on the object, huge
+    ones far away), in small chunks of pairs: still the brute-force sum."""
+    monkeypatch.setattr("onefield.fields.splats.PAIR_CHUNK", 4096)
+    model = random_splats(200, seed=3)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        model.log_scales.data = torch.rand(200, 3, generator=g) * math.log(1000) + math.log(1e-3)
+    x = torch.rand(300, 3, generator=g) * 2 - 1
+    d = torch.nn.functional.normalize(torch.randn(300, 3, generator=g), dim=-1)
+    with torch.no_grad():
+        sigma, _ = model(x, d)
+        expected, _ = brute_force(model, x, d)
+    torch.testing.assert_close(sigma, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pair_chunk", [1 << 21, 1000])
+def test_lattice_density_is_the_density_at_the_cell_centres(monkeypatch, pair_chunk):
+    """What the occupancy grid of a splat run is built from: every cell centre of a cascade at once,
+    including a Gaussian larger than the whole lattice and one outside it."""
+    monkeypatch.setattr("onefield.fields.splats.PAIR_CHUNK", pair_chunk)
+    model = random_splats(120, seed=5)
+    with torch.no_grad():
+        model.means.data[0], model.log_scales.data[0] = torch.zeros(3), torch.full((3,), math.log(2.0))
+        model.means.data[1] = torch.tensor([5.0, 0.0, 0.0])
+    grid = OccupancyGrid([-0.6] * 3 + [0.6] * 3, resolution=12, levels=2)
+    for cascade in range(2):
+        corner, cell = grid.cascade_lattice(cascade)
+        sigma = model.lattice_density(corner, cell, 12)
+        centres = grid.cell_points(torch.arange(12**3) + cascade * 12**3, torch.full((12**3, 3), 0.5))
+        with torch.no_grad():
+            expected = model.density(centres)
+        assert float(expected.min()) > 0  # the big Gaussian reaches every cell
+        torch.testing.assert_close(sigma.flatten(), expected, rtol=1e-4, atol=1e-5)

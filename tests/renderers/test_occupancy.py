@@ -109,3 +109,29 @@ def test_the_host_copy_of_the_box_follows_load_state_dict():
     assert grid.box == (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
     grid.load_state_dict(OccupancyGrid([-2, -1, 0, 2, 3, 0.5], resolution=4).state_dict())
     assert grid.box == (-2.0, -1.0, 0.0, 2.0, 3.0, 0.5) == tuple(grid.aabb.tolist())
+
+
+def test_assign_thresholds_given_estimates_and_keeps_exclusions():
+    """`assign_` thresholds the given estimates as `update` does (min(threshold, mean of the live cells));
+    excluded cells stay excluded whatever value they are given; `cascade_lattice` names the cell centres
+    that `cell_points` gives."""
+    scene = sphere(radius=0.6, density=30.0)
+    res, step = 16, 0.01
+    far = torch.zeros(2, res, res, res, dtype=torch.bool)
+    far[1, :3] = True
+    assigned = OccupancyGrid(scene.aabb, resolution=res, levels=2).exclude_(far)
+    n = assigned.n_cells
+    centres = assigned.cell_points(torch.arange(n), torch.full((n, 3), 0.5))
+    values = scene.density(centres) * step
+    assigned.assign_(torch.ones(n).view(2, res, res, res) * 5.0)  # every cell, excluded ones too
+    assert not assigned.binary()[far].any()
+    assigned.assign_(values.view(2, res, res, res))
+    occ = assigned.binary()
+    assert not occ[far].any()
+    expected = (values.view(2, res, res, res) > min(0.01, float(values[~far.flatten()].mean()))) & ~far
+    assert torch.equal(occ, expected) and 0.05 < occ.float().mean() < 0.6
+    for c in range(2):
+        corner, cell = assigned.cascade_lattice(c)
+        ijk = torch.tensor([[0, 0, 0], [res - 1, 3, 7]])
+        index = c * res**3 + (ijk[:, 0] * res + ijk[:, 1]) * res + ijk[:, 2]
+        torch.testing.assert_close(corner + (ijk + 0.5) * cell, centres[index])
