@@ -1,8 +1,8 @@
 """Typed entry points of the splat kernels, with autograd and device dispatch (like ``ops.py``).
 
 `sh_colors` (view-dependent colour), `project` (EWA projection of 3-d Gaussians), `bin_tiles`
-(which Gaussians touch which 16x16 tile, front to back) and `rasterize` (front-to-back compositing)
-run the C++ kernels on the CPU, the CUDA ones on a GPU (binning there is the torch twin: its sort
+(which Gaussians touch which 16x16 tile, front to back), `rasterize` (front-to-back compositing) and
+`query` (density and colour at points) run the C++ kernels on the CPU, the CUDA ones on a GPU (binning there is the torch twin: its sort
 is the GPU radix sort), and the twins in ``splat_reference.py`` without the extension or under
 ``ONEFIELD_KERNELS=torch``.
 """
@@ -133,3 +133,22 @@ def rasterize(means2d: Tensor, radii: Tensor, conics: Tensor, colors: Tensor, op
                                    flatten_ids, width, height, tile)
     return _Rasterize.apply(means2d.contiguous(), radii, conics, colors, opacities, background, tile_offsets,
                             flatten_ids, width, height, tile)
+
+
+def query(x: Tensor, dirs: Tensor | None, lattice, means: Tensor, whiten: Tensor, peak: Tensor, sh: Tensor,
+          degree: int, max_pairs: int = 1 << 21) -> tuple[Tensor, Tensor | None]:
+    """sigma [M] at x [M, 3] and, with dirs [M, 3], the density-weighted colour [M, 3] of the Gaussians
+    whose box holds each point (see ``splat_reference.query``). The kernel has no backward: when a
+    gradient is wanted the twin runs, autograd through it."""
+    tensors = (x, means, whiten, peak, sh) + ((dirs,) if dirs is not None else ())
+    if not _native(x) or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return reference.query(x, dirs, lattice, means, whiten, peak, sh, degree, max_pairs)
+    dtype = x.dtype
+    floats = [t.to(dtype).contiguous() for t in (lattice.origin, lattice.lo, lattice.hi, means, whiten, peak, sh)]
+    origin, lo, hi, means, whiten, peak, sh = floats
+    no_dirs = x.new_zeros(0, 3)
+    sigma, rgb = native.splat_query(x.contiguous(), no_dirs if dirs is None else dirs.to(dtype).contiguous(), origin,
+                                    lattice.cell.contiguous(), lattice.dims.contiguous(), lattice.offsets.contiguous(),
+                                    lattice.keys.contiguous(), lattice.boxes.contiguous(), lo, hi, means, whiten, peak,
+                                    sh, int(degree))
+    return sigma, None if dirs is None else rgb

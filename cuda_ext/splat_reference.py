@@ -3,8 +3,9 @@
 `sh_colors` is the view-dependent colour (3DGS's SH basis), `project` the per-Gaussian EWA
 projection, `bin_tiles` the tile binning with its depth sort, `rasterize` the front-to-back
 compositing of each 16x16 tile (one [pixels, list] matrix per tile, the transmittance by a
-cumulative product, the stop by a cumulative count). Autograd through them is the reference for the
-kernels' hand-written backward passes. Constants are the kernels' float32 values.
+cumulative product, the stop by a cumulative count), `query` the density and colour of the Gaussians
+at points (chunks of (point, Gaussian) pairs from the box lattice). Autograd through them is the
+reference for the kernels' hand-written backward passes. Constants are the kernels' float32 values.
 """
 
 from dataclasses import dataclass
@@ -93,6 +94,24 @@ def sh_along(dirs: Tensor, coeffs: Tensor, degree: int) -> Tensor:
     k = (degree + 1) ** 2
     basis = sh_basis(dirs, degree)  # [N, k]
     return ((basis[:, :, None] * coeffs[:, :k]).sum(1) + 0.5).clamp(min=0.0)
+
+
+def query(x: Tensor, dirs: Tensor | None, lattice, means: Tensor, whiten: Tensor, peak: Tensor, sh: Tensor,
+          degree: int, max_pairs: int = 1 << 21) -> tuple[Tensor, Tensor | None]:
+    """sigma [M] at x [M, 3]: sum of peak [N] exp(-|(x - means) whiten|^2 / 2) over the Gaussians
+    whose box holds x (`lattice`: a `fields.box_lattice.BoxLattice` of those boxes, whiten [N, 3, 3]);
+    with dirs [M, 3] also their density-weighted colour sh [N, K, 3] seen along dirs, in [0, 1]."""
+    sigma = x.new_zeros(x.shape[0])
+    rgb_sum = x.new_zeros(x.shape[0], 3) if dirs is not None else None
+    for p, g in lattice.pairs(x, max_pairs):
+        local = torch.einsum("pi,pij->pj", x[p] - means[g], whiten[g])
+        w = peak[g] * torch.exp(-0.5 * (local * local).sum(-1))
+        sigma = sigma.index_add(0, p, w)
+        if rgb_sum is not None:
+            rgb = sh_along(torch.nn.functional.normalize(dirs[p], dim=-1), sh[g], degree)  # [P, 3]
+            rgb_sum = rgb_sum.index_add(0, p, w[:, None] * rgb)
+    rgb = None if rgb_sum is None else (rgb_sum / sigma.clamp(min=1e-10)[:, None]).clamp(0, 1)
+    return sigma, rgb
 
 
 def rotation(q: Tensor) -> Tensor:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from onefield.cuda_ext.splat_reference import rotation, sh_along
+from onefield.cuda_ext import splat as splat_ops
+from onefield.cuda_ext.splat_reference import rotation
 from onefield.errors import UserError
 from onefield.fields.box_lattice import BoxLattice
 from onefield.renderers.splatting import SplatRender, rasterize_gaussians, rgb_to_sh0, splat_camera
@@ -273,19 +274,7 @@ class GaussianSplats(torch.nn.Module):
         whiten, half, peak, means = self._boxes()
         with torch.no_grad():
             lattice = BoxLattice(means - half, means + half)
-        sigma = x.new_zeros(x.shape[0])
-        rgb_sum = x.new_zeros(x.shape[0], 3) if d is not None else None
-        degree = self.config.sh_degree
-        for p, g in lattice.pairs(x, PAIR_CHUNK):
-            delta = x[p] - means[g]  # [P, 3]
-            local = torch.einsum("pi,pij->pj", delta, whiten[g])
-            w = peak[g] * torch.exp(-0.5 * (local * local).sum(-1))
-            sigma = sigma.index_add(0, p, w)
-            if rgb_sum is not None:
-                rgb = sh_along(torch.nn.functional.normalize(d[p], dim=-1), self.sh[g], degree)  # [P, 3]
-                rgb_sum = rgb_sum.index_add(0, p, w[:, None] * rgb)
-        rgb = None if rgb_sum is None else (rgb_sum / sigma.clamp(min=1e-10)[:, None]).clamp(0, 1)
-        return sigma, rgb
+        return splat_ops.query(x, d, lattice, means, whiten, peak, self.sh, self.config.sh_degree, PAIR_CHUNK)
 
     def density(self, x: Tensor) -> Tensor:
         """sigma [M] >= 0 at world positions x [M, 3]: the sum of the Gaussians whose 3-sigma box holds x."""

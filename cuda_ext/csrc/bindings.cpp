@@ -404,6 +404,42 @@ Tensors splat_sh_backward(const at::Tensor& means, const at::Tensor& coeffs, con
   return DISPATCH(means, splat_sh_backward, means, coeffs, campos, degree, g_rgb);
 }
 
+Tensors splat_query(const at::Tensor& x, const at::Tensor& dirs, const at::Tensor& origin, const at::Tensor& cell,
+                    const at::Tensor& dims, const at::Tensor& offsets, const at::Tensor& keys, const at::Tensor& boxes,
+                    const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& means, const at::Tensor& whiten,
+                    const at::Tensor& peak, const at::Tensor& sh, int64_t degree) {
+  const auto dtype = x.scalar_type();
+  for (auto [t, name] : {std::pair{x, "x"}, {dirs, "dirs"}, {origin, "origin"}, {lo, "lo"}, {hi, "hi"},
+                         {means, "means"}, {whiten, "whiten"}, {peak, "peak"}, {sh, "sh"}}) {
+    check(t, name, x.device());
+    check_dtype(t, name, dtype);
+  }
+  for (auto [t, name] : {std::pair{dims, "dims"}, {offsets, "offsets"}, {keys, "keys"}, {boxes, "boxes"}}) {
+    check(t, name, x.device());
+    check_dtype(t, name, at::kLong);
+  }
+  check(cell, "cell", x.device());
+  check_dtype(cell, "cell", at::kDouble);
+  const int64_t n = means.size(0), levels = cell.numel();
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == 3, "x must be [M, 3]");
+  TORCH_CHECK(dirs.dim() == 2 && dirs.size(1) == 3 && (dirs.size(0) == 0 || dirs.size(0) == x.size(0)),
+              "dirs must be [M, 3] (or [0, 3]: density only)");
+  TORCH_CHECK(origin.numel() == 3, "origin must hold 3 values");
+  TORCH_CHECK(dims.dim() == 2 && dims.size(0) == levels && dims.size(1) == 3 && offsets.numel() == levels,
+              "dims must be [L, 3] and offsets [L] for L = cell.numel() levels");
+  TORCH_CHECK(keys.dim() == 1 && boxes.sizes() == keys.sizes(), "keys and boxes must be [E]");
+  TORCH_CHECK(means.dim() == 2 && means.size(1) == 3 && lo.sizes() == means.sizes() && hi.sizes() == means.sizes(),
+              "means, lo and hi must be [N, 3]");
+  TORCH_CHECK(whiten.dim() == 3 && whiten.size(0) == n && whiten.size(1) == 3 && whiten.size(2) == 3,
+              "whiten must be [N, 3, 3]");
+  TORCH_CHECK(peak.dim() == 1 && peak.size(0) == n, "peak must be [N]");
+  TORCH_CHECK(degree >= 0 && degree <= 3, "SH degree must be in [0, 3]");
+  TORCH_CHECK(sh.dim() == 3 && sh.size(0) == n && sh.size(2) == 3 && sh.size(1) >= (degree + 1) * (degree + 1),
+              "sh must be [N, K, 3] with K >= (degree + 1)^2");
+  return DISPATCH(x, splat_query, x, dirs, origin, cell, dims, offsets, keys, boxes, lo, hi, means, whiten, peak, sh,
+                  degree);
+}
+
 bool has_cuda() {
 #ifdef WITH_CUDA
   return true;
@@ -440,4 +476,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("splat_rasterize_backward", &splat_rasterize_backward);
   m.def("splat_sh_forward", &splat_sh_forward);
   m.def("splat_sh_backward", &splat_sh_backward);
+  m.def("splat_query", &splat_query);
 }

@@ -88,9 +88,21 @@ struct PackedSamples {
   Tensors splat_sh_forward_##dev(const at::Tensor& means, const at::Tensor& coeffs,                \
                                  const at::Tensor& campos, int64_t degree);                        \
   Tensors splat_sh_backward_##dev(const at::Tensor& means, const at::Tensor& coeffs,               \
-                                  const at::Tensor& campos, int64_t degree, const at::Tensor& g_rgb);
+                                  const at::Tensor& campos, int64_t degree, const at::Tensor& g_rgb); \
+  Tensors splat_query_##dev(const at::Tensor& x, const at::Tensor& dirs, const at::Tensor& origin,   \
+                            const at::Tensor& cell, const at::Tensor& dims,                        \
+                            const at::Tensor& offsets, const at::Tensor& keys,                     \
+                            const at::Tensor& boxes, const at::Tensor& lo, const at::Tensor& hi,   \
+                            const at::Tensor& means, const at::Tensor& whiten,                     \
+                            const at::Tensor& peak, const at::Tensor& sh, int64_t degree);
 
 ONEFIELD_DECLARE_OPS(cpu)
+// The lattice tables of splat_query as the core's view (the tensors outlive the call).
+inline SplatLatticeView splat_lattice_view(const at::Tensor& cell, const at::Tensor& dims, const at::Tensor& offsets,
+                                           const at::Tensor& keys, const at::Tensor& boxes) {
+  return {cell.data_ptr<double>(), dims.data_ptr<int64_t>(), offsets.data_ptr<int64_t>(), keys.data_ptr<int64_t>(),
+          boxes.data_ptr<int64_t>(), int(cell.numel()), keys.numel()};
+}
 // Tile binning runs natively on the CPU only: on CUDA the torch twin's radix sort is the fast path
 // (it is what gsplat does with cub).
 Tensors splat_bin_cpu(const at::Tensor& means2d, const at::Tensor& radii, const at::Tensor& depths, int64_t width,

@@ -126,6 +126,31 @@ Tensors splat_sh_backward_cpu(const at::Tensor& means, const at::Tensor& coeffs,
   return {g_coeffs, g_means};
 }
 
+Tensors splat_query_cpu(const at::Tensor& x, const at::Tensor& dirs, const at::Tensor& origin, const at::Tensor& cell,
+                        const at::Tensor& dims, const at::Tensor& offsets, const at::Tensor& keys,
+                        const at::Tensor& boxes, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& means,
+                        const at::Tensor& whiten, const at::Tensor& peak, const at::Tensor& sh, int64_t degree) {
+  const int64_t m = x.size(0), K = sh.size(1);
+  const bool colour = dirs.size(0) > 0;
+  auto sigma = at::empty({m}, x.options());
+  auto rgb = at::empty({colour ? m : 0, 3}, x.options());
+  const SplatLatticeView lattice = splat_lattice_view(cell, dims, offsets, keys, boxes);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "splat_query_cpu", [&] {
+    const scalar_t* px = x.data_ptr<scalar_t>();
+    const scalar_t* pd = colour ? dirs.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out = sigma.data_ptr<scalar_t>();
+    scalar_t* col = colour ? rgb.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, m, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        splat_query_one(px + 3 * i, colour ? pd + 3 * i : nullptr, origin.data_ptr<scalar_t>(), lattice,
+                        lo.data_ptr<scalar_t>(), hi.data_ptr<scalar_t>(), means.data_ptr<scalar_t>(),
+                        whiten.data_ptr<scalar_t>(), peak.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(), int(K),
+                        int(degree), out + i, colour ? col + 3 * i : nullptr);
+    });
+  });
+  return {sigma, rgb};
+}
+
 // Tile range of a Gaussian: [x0, x1) x [y0, y1) in tiles, computed as the torch twin does (floor and
 // ceil of values clamped to the tile grid first, so the integer floor is exact).
 template <typename T>

@@ -429,4 +429,83 @@ OF_HD void splat_composite_backward_one(const int64_t* ids, int64_t begin, int64
   }
 }
 
+// ---- the volume view: density and colour at points (fields/splats.py) ---------------------------
+// sigma(x) = sum of peak_g exp(-|(x - mu_g) W_g|^2 / 2) over the Gaussians g whose box [lo_g, hi_g]
+// holds x; with a direction, also their density-weighted colour sum_g w_g max(SH_g(d) + 0.5, 0) / sigma,
+// clamped to [0, 1]. Candidates come from a loose hierarchy of sparse lattices (fields/box_lattice.py):
+// level l has cells of edge cell[l] from `origin`, dims[3 l..3 l + 2] per axis, keys offset by
+// offsets[l]; keys [n_keys] ascend and boxes[e] is the Gaussian listed under keys[e].
+struct SplatLatticeView {
+  const double* cell;
+  const int64_t* dims;
+  const int64_t* offsets;
+  const int64_t* keys;
+  const int64_t* boxes;
+  int levels;
+  int64_t n_keys;
+};
+
+// First index in the ascending a[0, n) whose value is >= key (right: > key), as torch.searchsorted.
+OF_HD int64_t of_search(const int64_t* a, int64_t n, int64_t key, bool right) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (right ? a[mid] <= key : a[mid] < key) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+// One point x [3]; dir [3] or null (density only, rgb untouched). whiten [N, 3, 3] row-major,
+// sh [N, K, 3].
+template <typename T>
+OF_HD void splat_query_one(const T* x, const T* dir, const T* origin, const SplatLatticeView& lat, const T* lo,
+                           const T* hi, const T* means, const T* whiten, const T* peak, const T* sh, int K,
+                           int degree, T* sigma_out, T* rgb) {
+  T b[16], sigma = T(0), acc[3] = {T(0), T(0), T(0)};
+  const int n_basis = (degree + 1) * (degree + 1);
+  if (dir) {
+    const T norm = of_max(of_sqrt(dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2]), T(1e-12));
+    splat_sh_basis<T>(degree, dir[0] / norm, dir[1] / norm, dir[2] / norm, b, nullptr);
+  }
+  for (int l = 0; l < lat.levels; ++l) {
+    const int64_t* dims = lat.dims + 3 * l;
+    int64_t ijk[3];
+    bool inside = true;
+    for (int a = 0; a < 3; ++a) {  // the twin's cell index: the offset in T, the quotient in double
+      const double v = ::floor(double(x[a] - origin[a]) / lat.cell[l]);
+      inside = inside && v >= 0.0 && v < double(dims[a]);
+      ijk[a] = inside ? int64_t(v) : 0;
+    }
+    if (!inside) continue;
+    const int64_t key = lat.offsets[l] + (ijk[0] * dims[1] + ijk[1]) * dims[2] + ijk[2];
+    const int64_t end = of_search(lat.keys, lat.n_keys, key, true);
+    for (int64_t e = of_search(lat.keys, lat.n_keys, key, false); e < end; ++e) {
+      const int64_t g = lat.boxes[e];
+      const T* l3 = lo + 3 * g;
+      const T* h3 = hi + 3 * g;
+      if (x[0] < l3[0] || x[1] < l3[1] || x[2] < l3[2] || x[0] > h3[0] || x[1] > h3[1] || x[2] > h3[2]) continue;
+      const T d[3] = {x[0] - means[3 * g], x[1] - means[3 * g + 1], x[2] - means[3 * g + 2]};
+      const T* W = whiten + 9 * g;
+      T q = T(0);
+      for (int j = 0; j < 3; ++j) {
+        const T u = d[0] * W[j] + d[1] * W[3 + j] + d[2] * W[6 + j];
+        q += u * u;
+      }
+      const T w = peak[g] * of_exp(T(-0.5) * q);
+      sigma += w;
+      if (!dir) continue;
+      const T* c = sh + 3 * int64_t(K) * g;
+      for (int ch = 0; ch < 3; ++ch) {
+        T v = T(0);
+        for (int k = 0; k < n_basis; ++k) v += b[k] * c[3 * k + ch];
+        v += T(0.5);
+        acc[ch] += w * (v > T(0) ? v : T(0));
+      }
+    }
+  }
+  *sigma_out = sigma;
+  if (dir)
+    for (int ch = 0; ch < 3; ++ch) rgb[ch] = of_clamp(acc[ch] / of_max(sigma, T(1e-10)), T(0), T(1));
+}
+
 }  // namespace onefield

@@ -72,6 +72,16 @@ __global__ void splat_sh_forward_kernel(int64_t n, int64_t K, int degree, const 
 }
 
 template <typename T>
+__global__ void splat_query_kernel(int64_t m, int64_t K, int degree, const T* x, const T* dirs, const T* origin,
+                                   SplatLatticeView lattice, const T* lo, const T* hi, const T* means, const T* whiten,
+                                   const T* peak, const T* sh, T* sigma, T* rgb) {
+  const int64_t i = thread_index();
+  if (i < m)
+    splat_query_one(x + 3 * i, dirs ? dirs + 3 * i : nullptr, origin, lattice, lo, hi, means, whiten, peak, sh, int(K),
+                    degree, sigma + i, rgb ? rgb + 3 * i : nullptr);
+}
+
+template <typename T>
 __global__ void splat_sh_backward_kernel(int64_t n, int64_t K, int degree, const T* mu, const T* co, const T* cam,
                                          const T* gr, T* gc, T* gm) {
   const int64_t g = thread_index();
@@ -194,6 +204,27 @@ Tensors splat_sh_backward_cuda(const at::Tensor& means, const at::Tensor& coeffs
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {g_coeffs, g_means};
+}
+
+Tensors splat_query_cuda(const at::Tensor& x, const at::Tensor& dirs, const at::Tensor& origin, const at::Tensor& cell,
+                         const at::Tensor& dims, const at::Tensor& offsets, const at::Tensor& keys,
+                         const at::Tensor& boxes, const at::Tensor& lo, const at::Tensor& hi, const at::Tensor& means,
+                         const at::Tensor& whiten, const at::Tensor& peak, const at::Tensor& sh, int64_t degree) {
+  const c10::cuda::CUDAGuard guard(x.device());
+  const int64_t m = x.size(0), K = sh.size(1);
+  const bool colour = dirs.size(0) > 0;
+  auto sigma = at::empty({m}, x.options());
+  auto rgb = at::empty({colour ? m : 0, 3}, x.options());
+  const SplatLatticeView lattice = splat_lattice_view(cell, dims, offsets, keys, boxes);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "splat_query_cuda", [&] {
+    splat_query_kernel<scalar_t><<<blocks_for(m), kThreads, 0, current_stream()>>>(
+        m, K, int(degree), x.data_ptr<scalar_t>(), colour ? dirs.data_ptr<scalar_t>() : nullptr,
+        origin.data_ptr<scalar_t>(), lattice, lo.data_ptr<scalar_t>(), hi.data_ptr<scalar_t>(),
+        means.data_ptr<scalar_t>(), whiten.data_ptr<scalar_t>(), peak.data_ptr<scalar_t>(), sh.data_ptr<scalar_t>(),
+        sigma.data_ptr<scalar_t>(), colour ? rgb.data_ptr<scalar_t>() : nullptr);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {sigma, rgb};
 }
 
 }  // namespace onefield
