@@ -29,6 +29,8 @@ from .metrics import psnr, structural_similarity
 from .splat_strategy import STRATEGIES
 from .trainer import Trainer, TrainerConfig, TrainState
 
+REFRESH_CHUNK = 1 << 20  # cell centres per density query of the grid refresh
+
 VOLUME_CANDIDATES = 8  # points probed per Gaussian drawn from a volumetric run
 
 
@@ -153,10 +155,13 @@ class SplatTrainer(Trainer):
 
     @torch.no_grad()
     def refresh_grid(self) -> None:
-        """The occupancy grid from the splats' density at every cell centre (excluded cells stay so), for the exporters."""
-        sigma = torch.stack([self.model.lattice_density(*self.grid.cascade_lattice(c), self.grid.resolution)
-                             for c in range(self.grid.levels)])
-        self.grid.assign_(sigma * self.step_size, threshold=self.config.grid_threshold)
+        """The occupancy grid from the splats' density at every cell centre (excluded cells stay so), for the
+        exporters; centres in chunks, so the torch twin of the query stays within memory too."""
+        grid = self.grid
+        cells = torch.arange(grid.n_cells, device=grid.aabb.device).split(REFRESH_CHUNK)
+        sigma = torch.cat([self.model.density(grid.cell_points(i, torch.full((len(i), 3), 0.5, device=i.device)))
+                           for i in cells])
+        grid.assign_(sigma.view(grid.levels, *[grid.resolution] * 3) * self.step_size, threshold=self.config.grid_threshold)
         self.state.occupied_fraction = self.grid.occupied_fraction()
 
     def iterate(self) -> Iterator[TrainState]:

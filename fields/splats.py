@@ -224,49 +224,6 @@ class GaussianSplats(torch.nn.Module):
         peak = -torch.log1p(-self.opacities.clamp(max=0.99)) / (math.sqrt(2 * math.pi) * s.amin(-1))
         return whiten, half, peak, self.means
 
-    @torch.no_grad()
-    def lattice_density(self, lo: Tensor, cell: Tensor, resolution: int) -> Tensor:
-        """sigma [R, R, R] at the centres of the R^3 cells of size `cell` [3] from the corner `lo` [3]
-        (an occupancy-grid cascade): each Gaussian is summed over the cell centres inside its box, so
-        the work is the (cell, Gaussian) pairs that contribute, however the box sizes spread."""
-        r = resolution
-        sigma = lo.new_zeros(r**3)
-        if len(self) == 0:
-            return sigma.view(r, r, r)
-        whiten, half, peak, means = self._boxes()
-        inv_cov = whiten @ whiten.transpose(1, 2)  # float32 suffices for an occupancy estimate
-        i0 = ((means - half - lo) / cell - 0.5).ceil().clamp(min=0)  # [N, 3] first centre inside the box
-        i1 = ((means + half - lo) / cell - 0.5).floor().clamp(max=r - 1)
-        span = (i1 - i0 + 1).clamp(min=0)
-        count = span.prod(-1).long()  # [N] cells per Gaussian
-        # one row per Gaussian, gathered once per pair: first cell, span in y and z, centre of cell 0
-        # relative to the mean, the 6 distinct entries of the inverse covariance, the peak density
-        quad = inv_cov[:, [0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2]] * torch.tensor([1.0, 1, 1, 2, 2, 2], device=lo.device)
-        table = torch.cat([i0, span[:, 1:], lo + 0.5 * cell - means, quad, peak[:, None]], 1).T.contiguous()  # [15, N]
-        live = (count > 0).nonzero().flatten()
-        ends = count[live].cumsum(0)
-        start = 0
-        while start < live.numel():  # Gaussians in chunks of about PAIR_CHUNK pairs (one at least)
-            base = int(ends[start - 1]) if start else 0
-            stop = max(start + 1, int(torch.searchsorted(ends, base + PAIR_CHUNK, right=True)))
-            g = live[start:stop]
-            n = count[g]
-            rows = table.index_select(1, torch.repeat_interleave(g, n))  # [15, P]: one contiguous row per quantity
-            # the pair's cell within its Gaussian's box, in float32: exact, as local < 2^24 (R <= 1024 and
-            # a box spans at most R^2 cells per x slab, so the quotients are far from rounding to the next integer)
-            local = (torch.arange(int(n.sum()), device=lo.device) - torch.repeat_interleave(n.cumsum(0) - n, n)).float()
-            sy, sz = rows[3], rows[4]
-            ix = (local / (sy * sz)).floor()
-            rest = local - ix * sy * sz
-            iy = (rest / sz).floor()
-            ijk = rows[:3] + torch.stack([ix, iy, rest - iy * sz])  # [3, P]
-            d = rows[5:8] + ijk * cell[:, None]  # [3, P] cell centre - mean
-            q = (rows[8:11] * d * d).sum(0) + rows[11] * d[0] * d[1] + rows[12] * d[0] * d[2] + rows[13] * d[1] * d[2]
-            flat = ((ijk[0] * r + ijk[1]) * r + ijk[2]).long()
-            sigma.index_add_(0, flat, rows[14] * torch.exp(-0.5 * q))
-            start = stop
-        return sigma.view(r, r, r)
-
     def _query(self, x: Tensor, d: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """sigma [M] at x [M, 3] and, with directions d [M, 3], the density-weighted mean colour [M, 3]."""
         if len(self) == 0:

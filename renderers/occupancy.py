@@ -153,11 +153,6 @@ class OccupancyGrid(torch.nn.Module):
         self.occs.masked_fill_(excluded, -1.0)  # the decay moved them towards 0
         self.bitfield = ops.grid_pack_bits(self.occs, min(self._mean_estimate(excluded), threshold))
 
-    def cascade_lattice(self, cascade: int) -> tuple[Tensor, Tensor]:
-        """(corner [3], cell size [3]) of cascade `cascade`'s cells: cell ijk's centre is corner + (ijk + 0.5) cell."""
-        box = cascade_box(self.aabb, cascade)
-        return box[:3], (box[3:] - box[:3]) / self.resolution
-
     @torch.no_grad()
     def assign_(self, values: Tensor, threshold: float = 0.01) -> None:
         """Replace every estimate by `values` [levels, R, R, R] (sigma * step_size, computed elsewhere in

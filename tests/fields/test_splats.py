@@ -16,7 +16,6 @@ from onefield.app.trainer import TrainerConfig
 from onefield.cuda_ext.splat_reference import sh_basis
 from onefield.errors import UserError
 from onefield.fields.splats import BOX_SIGMAS, GaussianSplats, SplatsConfig, quat_rotation
-from onefield.renderers import OccupancyGrid
 from onefield.scenes import Cameras
 from onefield.scenes.rays import look_at
 
@@ -267,21 +266,23 @@ def test_density_holds_with_gaussians_of_every_size(monkeypatch):
     torch.testing.assert_close(sigma, expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("pair_chunk", [1 << 21, 1000])
-def test_lattice_density_is_the_density_at_the_cell_centres(monkeypatch, pair_chunk):
-    """What the occupancy grid of a splat run is built from: every cell centre of a cascade at once,
-    including a Gaussian larger than the whole lattice and one outside it."""
-    monkeypatch.setattr("onefield.fields.splats.PAIR_CHUNK", pair_chunk)
-    model = random_splats(120, seed=5)
+def test_the_grid_of_a_splat_run_is_their_density_at_the_cell_centres(shapes_scene, tmp_path, monkeypatch):
+    """What the exporters read: every cell's estimate is sigma x step at its centre (a Gaussian larger
+    than the whole box reaches every cell), in chunks of centres; excluded cells stay excluded."""
+    monkeypatch.setattr("onefield.app.splat_trainer.REFRESH_CHUNK", 1000)
+    config = TrainerConfig(steps=4, eval_every=0, checkpoint_every=0)
+    job = FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {"init_count": 300}, config, tmp_path)
+    for _ in job.trainer.iterate():
+        pass
+    trainer, grid = job.trainer, job.trainer.grid
     with torch.no_grad():
-        model.means.data[0], model.log_scales.data[0] = torch.zeros(3), torch.full((3,), math.log(2.0))
-        model.means.data[1] = torch.tensor([5.0, 0.0, 0.0])
-    grid = OccupancyGrid([-0.6] * 3 + [0.6] * 3, resolution=12, levels=2)
-    for cascade in range(2):
-        corner, cell = grid.cascade_lattice(cascade)
-        sigma = model.lattice_density(corner, cell, 12)
-        centres = grid.cell_points(torch.arange(12**3) + cascade * 12**3, torch.full((12**3, 3), 0.5))
-        with torch.no_grad():
-            expected = model.density(centres)
-        assert float(expected.min()) > 0  # the big Gaussian reaches every cell
-        torch.testing.assert_close(sigma.flatten(), expected, rtol=1e-4, atol=1e-5)
+        trainer.model.log_scales.data[0] = torch.full((3,), math.log(5.0))
+    excluded = grid.occs < 0
+    trainer.refresh_grid()
+    centres = grid.cell_points(torch.arange(grid.n_cells), torch.full((grid.n_cells, 3), 0.5))
+    with torch.no_grad():
+        expected = trainer.model.density(centres) * trainer.step_size
+    assert float(expected.min()) > 0
+    torch.testing.assert_close(grid.occs[~excluded], expected[~excluded])
+    assert bool((grid.occs[excluded] < 0).all())
+    assert 0 < trainer.state.occupied_fraction == grid.occupied_fraction()

@@ -113,8 +113,7 @@ def test_the_host_copy_of_the_box_follows_load_state_dict():
 
 def test_assign_thresholds_given_estimates_and_keeps_exclusions():
     """`assign_` thresholds the given estimates as `update` does (min(threshold, mean of the live cells));
-    excluded cells stay excluded whatever value they are given; `cascade_lattice` names the cell centres
-    that `cell_points` gives."""
+    excluded cells stay excluded whatever value they are given."""
     scene = sphere(radius=0.6, density=30.0)
     res, step = 16, 0.01
     far = torch.zeros(2, res, res, res, dtype=torch.bool)
@@ -130,8 +129,3 @@ def test_assign_thresholds_given_estimates_and_keeps_exclusions():
     assert not occ[far].any()
     expected = (values.view(2, res, res, res) > min(0.01, float(values[~far.flatten()].mean()))) & ~far
     assert torch.equal(occ, expected) and 0.05 < occ.float().mean() < 0.6
-    for c in range(2):
-        corner, cell = assigned.cascade_lattice(c)
-        ijk = torch.tensor([[0, 0, 0], [res - 1, 3, 7]])
-        index = c * res**3 + (ijk[:, 0] * res + ijk[:, 1]) * res + ijk[:, 2]
-        torch.testing.assert_close(corner + (ijk + 0.5) * cell, centres[index])
