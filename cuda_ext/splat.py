@@ -2,9 +2,9 @@
 
 `sh_colors` (view-dependent colour), `project` (EWA projection of 3-d Gaussians), `bin_tiles`
 (which Gaussians touch which 16x16 tile, front to back), `rasterize` (front-to-back compositing) and
-`query` (density and colour at points) run the C++ kernels on the CPU, the CUDA ones on a GPU (binning there is the torch twin: its sort
-is the GPU radix sort), and the twins in ``splat_reference.py`` without the extension or under
-``ONEFIELD_KERNELS=torch``.
+`query` (density and colour at points) run the C++ kernels on the CPU, the CUDA ones on a GPU
+(binning there is the torch twin: its sort is the GPU radix sort), and the twins in
+``splat_reference.py`` without the extension or under ``ONEFIELD_KERNELS=torch``.
 """
 
 import torch
@@ -144,10 +144,10 @@ def query(x: Tensor, dirs: Tensor | None, lattice, means: Tensor, whiten: Tensor
     if not _native(x) or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
         return reference.query(x, dirs, lattice, means, whiten, peak, sh, degree, max_pairs)
     dtype = x.dtype
-    floats = [t.to(dtype).contiguous() for t in (lattice.origin, lattice.lo, lattice.hi, means, whiten, peak, sh)]
-    origin, lo, hi, means, whiten, peak, sh = floats
-    no_dirs = x.new_zeros(0, 3)
-    sigma, rgb = native.splat_query(x.contiguous(), no_dirs if dirs is None else dirs.to(dtype).contiguous(), origin,
+    origin, lo, hi, means, whiten, peak, sh = (t.to(dtype).contiguous() for t in (lattice.origin, lattice.lo, lattice.hi,
+                                                                                 means, whiten, peak, sh))
+    dirs_in = x.new_zeros(0, 3) if dirs is None else dirs.to(dtype).contiguous()  # [0, 3]: density only
+    sigma, rgb = native.splat_query(x.contiguous(), dirs_in, origin,
                                     lattice.cell.contiguous(), lattice.dims.contiguous(), lattice.offsets.contiguous(),
                                     lattice.keys.contiguous(), lattice.boxes.contiguous(), lo, hi, means, whiten, peak,
                                     sh, int(degree))

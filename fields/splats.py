@@ -29,7 +29,7 @@ from onefield.renderers.splatting import SplatRender, rasterize_gaussians, rgb_t
 from onefield.scenes import Cameras
 
 BOX_SIGMAS = 3.0  # density(x) sums each Gaussian only inside its 3-sigma box
-PAIR_CHUNK = 1 << 21  # (point, Gaussian) pairs evaluated at once by `density` / `color_at`
+PAIR_CHUNK = 1 << 21  # (point, Gaussian) pairs the torch twin of `density` / `color_at` evaluates at once
 
 
 @dataclass

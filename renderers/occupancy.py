@@ -156,7 +156,7 @@ class OccupancyGrid(torch.nn.Module):
     @torch.no_grad()
     def assign_(self, values: Tensor, threshold: float = 0.01) -> None:
         """Replace every estimate by `values` [levels, R, R, R] (sigma * step_size, computed elsewhere in
-        one pass, e.g. splatted from Gaussians) and rebuild the bitfield; excluded cells stay excluded."""
+        one pass, e.g. a splat model's density at the cell centres) and rebuild the bitfield; excluded cells stay excluded."""
         excluded = self.occs < 0
         self.occs.copy_(torch.nan_to_num(values.flatten().float(), nan=0.0, posinf=1e6).clamp(min=0.0))
         self.occs.masked_fill_(excluded, -1.0)
