@@ -60,7 +60,8 @@ def _trainer_payload(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[st
                        "eval_psnr": s.eval_psnr, "eval_ssim": s.eval_ssim, "lr_scale": s.lr_scale,
                        "recoveries": s.recoveries, "rays": s.rays, "total_rays": s.total_rays,
                        "total_samples": s.total_samples, "samples_per_ray": s.samples_per_ray,
-                       "occupied_fraction": s.occupied_fraction, "gaussians": s.gaussians}}
+                       "occupied_fraction": s.occupied_fraction, "gaussians": s.gaussians,
+                       "stage": s.stage}}
     return tensors, plain
 
 

@@ -21,6 +21,7 @@ from onefield.errors import UserError
 from onefield.scenes.load import FORMATS
 from onefield.scenes.sfm import ProcessConfig
 
+from .distill_config import DistillConfig
 from .mesh_config import MeshExportConfig
 from .info import format_info, machine_info
 from .trainer import TrainerConfig, TrainingDiverged
@@ -103,53 +104,117 @@ def fit_command(field: str | None) -> Callable[..., int]:
         ("eval_split", str, "auto"), ("aabb", tuple[float, float, float, float, float, float] | None, None),
         ("near", float | None, None), ("far", float | None, None), ("cascades", int | None, None),
         ("trainer", TrainerConfig, TrainerConfig()))]
-    option = field.replace("-", "_") if field else None
-    if field is not None:
-        cls = fields.config_class(field)
-        params.append(inspect.Parameter(option, keyword, default=cls(), annotation=cls))
+    option, field_doc = _field_options(field, params)
 
     def fit(data: Path, **kwargs: Any) -> int:
         return _fit(data, field_config=kwargs.pop(option) if option else None, **kwargs)
 
-    fit.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
-    fit.__annotations__ = {p.name: p.annotation for p in params} | {"return": int}
-    field_doc = f"        {option}: options of the {field} field ({fields.registry.summary(field)}).\n" if field else ""
-    fit.__doc__ = _FIT_DOC.format(names=", ".join(fields.names()), formats=", ".join(FORMATS), field_doc=field_doc)
-    return fit
+    return _with_signature(fit, params, _FIT_DOC.format(names=", ".join(fields.names()), formats=", ".join(FORMATS),
+                                                        field_doc=field_doc))
 
 
-def requested_field(args: list[str]) -> str:
-    """The value of `--field` in fit's arguments (the default backend when absent); options of another
-    backend (`--<other>.<option>`) are a user error that says which `--field` they need."""
-    field = DEFAULT_FIELD
+def _field_options(field: str | None, params: list[inspect.Parameter]) -> tuple[str | None, str]:
+    """Append backend `field`'s config dataclass to `params` as `--<field>.` options (nothing when None);
+    returns the parameter's name and its line of the docstring."""
+    if field is None:
+        return None, ""
+    option, cls = field.replace("-", "_"), fields.config_class(field)
+    params.append(inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=cls(), annotation=cls))
+    return option, f"        {option}: options of the {field} field ({fields.registry.summary(field)}).\n"
+
+
+def _with_signature(command: Callable[..., int], params: list[inspect.Parameter], doc: str) -> Callable[..., int]:
+    """`command` with the signature and docstring tyro builds its options from."""
+    command.__signature__ = inspect.Signature(params, return_annotation=int)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params} | {"return": int}
+    command.__doc__ = doc
+    return command
+
+
+def requested_field(args: list[str], flag: str = "--field", default: str | None = DEFAULT_FIELD) -> str | None:
+    """The value of `flag` (fit: --field, distill: --to) in a command's arguments (`default` when absent);
+    options of another backend (`--<other>.<option>`) are a user error that says which `flag` they need."""
+    field = default
     for i, arg in enumerate(args):
-        if arg == "--field" and i + 1 < len(args):
+        if arg == flag and i + 1 < len(args):
             field = args[i + 1]
-        elif arg.startswith("--field="):
+        elif arg.startswith(flag + "="):
             field = arg.split("=", 1)[1]
     for arg in args:
         other = arg[2:].split(".", 1)[0] if arg.startswith("--") and "." in arg else None
         if other in fields.names() and other != field:
-            raise UserError(f"{arg} is an option of the {other} backend; add --field {other} (fitting {field})")
+            raise UserError(f"{arg} is an option of the {other} backend; add {flag} {other} (the backend is {field})")
     return field
 
 
-def resume(run: Positional[Path], steps: int | None = None, minutes: float | None = None,
-           device: str | None = None) -> int:
-    """Continue a run from its latest checkpoint, exactly where it stopped.
+_DISTILL_DOC = """Convert a fitted run into another backend by progressive volume distillation (PVD), volumes and
+    splats both ways, with no photos by default: the teacher renders random views. The student is an
+    ordinary run (eval, render, export, slim, resume, a further distill) under OUT/<scene>/<to>/<timestamp>/,
+    ending with RUN/distill.json: student and teacher held-out PSNR, and student vs teacher on random views.
+    Each backend's options appear with `--to NAME` (e.g. `onefield distill RUN --to tensorf-cp --help`).
 
     Args:
-        run: run folder written by `onefield fit`.
-        steps: new step limit (default: the run's own).
-        minutes: new training-time budget in minutes (default: the run's own).
-        device: cpu or cuda (default: the run's device).
-    """
-    from .fit import FitJob
+        run: the teacher: a run folder written by `onefield fit` (or by an earlier distill).
+        to: student backend: {names} (docs/fields/).
+        steps: maximum optimisation steps (default: the teacher's budget).
+        minutes: training-time budget in minutes (default: the teacher's budget).
+        out: root folder of the runs.
+        device: cpu or cuda (default: the teacher's device).
+        distill: distillation options.
+{field_doc}"""
+
+
+def distill_command(field: str | None) -> Callable[..., int]:
+    """`onefield distill` with the options of student backend `field` under `--<field>.`."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("run", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Positional[Path]),
+              inspect.Parameter("to", keyword, default=field, annotation=str | None)]
+    params += [inspect.Parameter(name, keyword, default=default, annotation=annotation) for name, annotation, default in (
+        ("steps", int | None, None), ("minutes", float | None, None), ("out", Path, Path("runs")),
+        ("device", str | None, None),
+        ("distill", Annotated[DistillConfig, tyro.conf.OmitArgPrefixes], DistillConfig()))]
+    option, field_doc = _field_options(field, params)
+
+    def distill(run: Path, **kwargs: Any) -> int:
+        return _distill(run, field_config=kwargs.pop(option) if option else None, **kwargs)
+
+    return _with_signature(distill, params, _DISTILL_DOC.format(names=", ".join(fields.names()), field_doc=field_doc))
+
+
+def _distill(run: Path, to: str | None, steps: int | None, minutes: float | None, out: Path, device: str | None,
+             distill: Any, field_config: Any = None) -> int:
+    from .distill import DistillJob, report_lines
     from .progress import train_with_progress
 
     _show_warnings()
     try:
-        job = FitJob.resume(run, device, steps, minutes)
+        if to is None:
+            raise UserError(f"name the student backend with --to ({', '.join(fields.names())})")
+        job = DistillJob.create(run, to, field_config, distill, steps, minutes, out, device)
+    except USER_ERRORS as error:
+        return _fail("distill", error)
+    code = train_with_progress(job)
+    if code == 0 and job.report is not None:
+        print("\n".join(report_lines(job.report)))
+    return code
+
+
+def resume(run: Positional[Path], steps: int | None = None, minutes: float | None = None,
+           device: str | None = None) -> int:
+    """Continue a run (a fit or a distillation) from its latest checkpoint, exactly where it stopped.
+
+    Args:
+        run: run folder written by `onefield fit` or `onefield distill`.
+        steps: new step limit (default: the run's own).
+        minutes: new training-time budget in minutes (default: the run's own).
+        device: cpu or cuda (default: the run's device).
+    """
+    from .distill import resume_run
+    from .progress import train_with_progress
+
+    _show_warnings()
+    try:
+        job = resume_run(run, device, steps, minutes)
     except USER_ERRORS as error:
         return _fail("resume", error)
     return train_with_progress(job)
@@ -445,18 +510,20 @@ def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("works
 
 
 COMMANDS: dict[str, Callable[..., int]] = {
-    "process": process, "fit": fit_command(None), "resume": resume, "eval": eval, "render": render, "compare": compare, "slim": slim,
+    "process": process, "fit": fit_command(None), "distill": distill_command(None), "resume": resume, "eval": eval, "render": render, "compare": compare, "slim": slim,
     "export": export, "import-splats": import_splats, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     commands = dict(COMMANDS)
-    if args[:1] == ["fit"]:
-        try:
+    try:
+        if args[:1] == ["fit"]:
             commands["fit"] = fit_command(requested_field(args[1:]))
-        except UserError as error:
-            return _fail("fit", error)
+        elif args[:1] == ["distill"]:
+            commands["distill"] = distill_command(requested_field(args[1:], "--to", None))
+    except UserError as error:
+        return _fail(args[0], error)
     return tyro.extras.subcommand_cli_from_dict(commands, prog="onefield", description="Neural fields: fit, evaluate, render.",
                                                 args=args)
 

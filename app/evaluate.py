@@ -12,11 +12,12 @@ from torch import Tensor
 
 from onefield.errors import UserError
 from onefield.scenes import Cameras, PosedImages
+from onefield.scenes.rays import orbit_up
 
 from .checkpoint import find_checkpoint, load_progress, load_weights
 from .runs import RunConfig, build_model, make_trainer, torch_device
 from .trainer import Trainer
-from .view import default_orbit, orbit_up, to_uint8, write_video
+from .view import default_orbit, to_uint8, write_video
 
 
 def run_renderer(run_dir: Path, device: str | None) -> tuple[RunConfig, Trainer, PosedImages, PosedImages | None, str | None]:

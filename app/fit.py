@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from onefield import fields
+from onefield.errors import UserError
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .jobs import JobStopped
@@ -54,6 +55,9 @@ class FitJob:
         """Continue a run from its latest checkpoint; `steps` / `minutes` raise its budget."""
         run_dir = Path(run_dir)
         config = RunConfig.load(run_dir)
+        if config.distill is not None:
+            raise UserError(f"{run_dir} is a distillation: continue it with DistillJob.resume (`onefield resume` "
+                            "chooses it)")
         if steps is not None:
             config.trainer["steps"] = steps
         if minutes is not None:

@@ -88,6 +88,7 @@ class RunConfig:
     trainer: dict[str, Any]
     device: str = "cpu"
     grid_levels: int = 1
+    distill: dict[str, Any] | None = None  # a distilled run: its teacher run and the distillation settings
     version: int = FORMAT_VERSION
 
     def save(self, run_dir: Path) -> None:

@@ -15,6 +15,7 @@ drawn from a fitted volumetric run's density, coloured by its field.
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from torch import Tensor
 from onefield.errors import UserError
 from onefield.fields.splats import GaussianSplats
 from onefield.renderers import OccupancyGrid
+from onefield.renderers.splatting import SplatRender
 from onefield.scenes import Cameras, PosedImages
 
 from .metrics import psnr, structural_similarity
@@ -38,6 +40,19 @@ def scene_extent(cameras: Cameras) -> float:
     """1.1 x the largest distance of a camera centre from their mean (3DGS's scene radius)."""
     centres = cameras.c2w[:, :, 3]
     return 1.1 * float((centres - centres.mean(0)).norm(dim=-1).max().clamp(min=1e-6))
+
+
+@dataclass
+class ViewTarget:
+    """One view a splat step renders and the image it must match."""
+
+    cameras: Cameras
+    index: int  # the view in `cameras`
+    background: Tensor  # [3]
+    rgb: Tensor  # [H, W, 3] on `background`
+    color_view: int | None = None  # the training view whose colour map applies (None: no map)
+    depth: Tensor | None = None  # [H, W] a teacher's expected ray depth, where distillation supplies it
+    opacity: Tensor | None = None  # [H, W]
 
 
 class SplatTrainer(Trainer):
@@ -97,6 +112,17 @@ class SplatTrainer(Trainer):
         return grid.cell_points(cells, jitter)
 
     # ---- one step -------------------------------------------------------------------------------
+    def _view(self) -> "ViewTarget":
+        """What this step fits: a training image drawn at random, on a random background."""
+        index = int(torch.randint(0, len(self.train_data), (1,), generator=self.generator, device=self.device))
+        background = self._backgrounds(1)[0]  # one colour for the whole image (3DGS)
+        rgba = self.images[index].float() / 255.0  # [H, W, 4] premultiplied
+        return ViewTarget(self.cameras, index, background, rgba[..., :3] + (1.0 - rgba[..., 3:]) * background, index)
+
+    def _view_loss(self, out: SplatRender, view: "ViewTarget") -> Tensor | float:
+        """Terms beyond the photometric loss that a target carries (a training image: none)."""
+        return 0.0
+
     def _lr_means(self) -> float:
         return next(g["lr"] for g in self.optimizer.param_groups if g.get("name") == "means")
 
@@ -109,22 +135,17 @@ class SplatTrainer(Trainer):
         if self._good is None:
             self._remember_good()
         self._set_lr()
-        view = int(torch.randint(0, len(self.train_data), (1,), generator=self.generator, device=self.device))
-        if c.random_background and self.train_data.has_alpha:
-            background = torch.rand(3, generator=self.generator, device=self.device)
-        else:
-            background = torch.ones(3, device=self.device)
-        out = self.model.render(self.cameras, view, background, self.sh_degree)
+        view = self._view()
+        out = self.model.render(view.cameras, view.index, view.background, self.sh_degree)
         out.means2d.retain_grad()
-        rgba = self.images[view].float() / 255.0  # [H, W, 4] premultiplied
-        target = rgba[..., :3] + (1.0 - rgba[..., 3:]) * background
-        rgb = out.rgb
-        if self.colors is not None:
-            views = torch.full((rgb.shape[0] * rgb.shape[1],), view, device=self.device)
+        rgb, target = out.rgb, view.rgb
+        if self.colors is not None and view.color_view is not None:
+            views = torch.full((rgb.shape[0] * rgb.shape[1],), view.color_view, device=self.device)
             rgb = self.colors(rgb.reshape(-1, 3), out.opacity.reshape(-1), views).reshape(rgb.shape)
         loss = (1 - sc.ssim_weight) * (rgb - target).abs().mean()
         if sc.ssim_weight:
             loss = loss + sc.ssim_weight * (1 - structural_similarity(rgb, target))
+        loss = loss + self._view_loss(out, view)
         regularizer = self.strategy.loss(self.model)
         if regularizer is not None:
             loss = loss + regularizer
@@ -134,7 +155,7 @@ class SplatTrainer(Trainer):
         else:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.strategy.after_backward(self.model, out.means2d, out.radii, self.cameras.width, self.cameras.height)
+            self.strategy.after_backward(self.model, out.means2d, out.radii, view.cameras.width, view.cameras.height)
             self.optimizer.step()
             refining = self.progress() < sc.refine_until
             if self.strategy.after_step(self.model, self.optimizer, s.step, refining, self._lr_means(), self.generator):
@@ -188,22 +209,31 @@ class SplatTrainer(Trainer):
 
 @torch.no_grad()
 def points_from_run(run_dir: Path, n: int, device: torch.device, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """n points drawn from a fitted volumetric run in proportion to its opacity per grid cell, with
-    the colour its field shows there (averaged over the six axis directions)."""
+    """`points_from_field` of a fitted volumetric run."""
     from .runs import load_trained
 
     _, field, grid = load_trained(run_dir, str(device))
     if getattr(field, "kind", "volume") != "volume":
         raise UserError(f"{run_dir}: --splats.init-from takes a volumetric run, this one is {field.name}")
+    return points_from_field(field, grid, n, generator, str(run_dir))
+
+
+@torch.no_grad()
+def points_from_field(field: torch.nn.Module, grid: OccupancyGrid, n: int, generator: torch.Generator,
+                      source: str) -> tuple[Tensor, Tensor]:
+    """n points [n, 3] drawn from a field (anything with `density` and `color_at`: a volume or splats) in
+    proportion to its opacity in the occupied cells of `grid`, with the colour [n, 3] it shows there
+    (averaged over the six axis directions); errors name `source`."""
+    device = grid.aabb.device
     occupied = grid.binary().flatten().nonzero().flatten()
     if occupied.numel() == 0:
-        raise UserError(f"{run_dir}: the run's occupancy grid is empty, no point to start from")
+        raise UserError(f"{source}: the run's occupancy grid is empty, no point to start from")
     cells = occupied[torch.randint(0, occupied.numel(), (n * VOLUME_CANDIDATES,), generator=generator, device=device)]
     x = grid.cell_points(cells, torch.rand(cells.numel(), 3, generator=generator, device=device))
     cell = float((grid.aabb[3:] - grid.aabb[:3]).max()) / grid.resolution
     weight = 1 - torch.exp(-field.density(x) * cell)
     if float(weight.sum()) <= 0:
-        raise UserError(f"{run_dir}: the field has no density in its occupied cells, no point to start from")
+        raise UserError(f"{source}: the field has no density in its occupied cells, no point to start from")
     x = x[torch.multinomial(weight, n, replacement=int(weight.count_nonzero()) < n, generator=generator)]
     axes = torch.cat([torch.eye(3, device=device), -torch.eye(3, device=device)])
     colors = torch.stack([field.color_at(x, a.expand_as(x)) for a in axes]).mean(0)

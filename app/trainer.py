@@ -174,6 +174,7 @@ class TrainState:
     recoveries: int = 0
     occupied_fraction: float = 1.0
     gaussians: int = 0  # splat models: their count after the last step
+    stage: int = 0  # distillation: the stage of the last step (1-3; 0 for a fit)
     preview: Tensor | None = field(default=None, repr=False)  # [H, W, 3] latest held-out render
     done: bool = False
 
@@ -258,12 +259,14 @@ class Trainer:
     def _follow_schedule(self) -> None:
         """Let the field upsample / shrink / grow its rank; parameters that changed shape get fresh
         Adam moments (TensoRF rebuilds its optimizer after upsampling too)."""
-        # the grid is worth reading once it has been refreshed from the field a few times after warm-up
-        c = self.config
-        grid_ready = self.state.step >= c.grid_warmup_steps + 8 * self.grid_update_every
-        if self.model.update_schedule(self.progress(), self.grid if grid_ready else None, self.generator):
+        if self.model.update_schedule(self.progress(), self.grid if self._grid_ready() else None, self.generator):
             self.optimizer = self._make_optimizer()
             self._remember_good()
+
+    def _grid_ready(self) -> bool:
+        """Whether the grid says where the scene is: once it has been refreshed from the field a few
+        times after warm-up."""
+        return self.state.step >= self.config.grid_warmup_steps + 8 * self.grid_update_every
 
     # ---- one step -------------------------------------------------------------------------------
     def _batch(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -277,12 +280,15 @@ class Trainer:
         cameras = self.poses.apply(cameras, self._all_views) if self.poses is not None else cameras
         rays = cameras.rays(image, pixel % w, pixel // w)
         rgba = images.view(-1, 4)[idx].float() / 255.0  # [R, 4] premultiplied
-        if self.config.random_background and self.train_data.has_alpha:
-            background = torch.rand(n_rays, 3, generator=self.generator, device=self.device)
-        else:
-            background = torch.ones(n_rays, 3, device=self.device)
+        background = self._backgrounds(n_rays)
         target = rgba[:, :3] + (1.0 - rgba[:, 3:]) * background
         return rays.origins, rays.directions, background, target, image
+
+    def _backgrounds(self, n: int) -> Tensor:
+        """[n, 3] training backgrounds: random colours where the images have alpha, else white."""
+        if self.config.random_background and self.train_data.has_alpha:
+            return torch.rand(n, 3, generator=self.generator, device=self.device)
+        return torch.ones(n, 3, device=self.device)
 
     def learned(self) -> dict[str, torch.nn.Module]:
         """Everything the run learns and saves, by checkpoint prefix: the field (no prefix), the occupancy
@@ -391,9 +397,17 @@ class Trainer:
 
     def step(self) -> TrainState:
         """One optimisation step; returns the updated state."""
-        c, s = self.config, self.state
         start = time.perf_counter()
         self.model.train()
+        self._prepare_step()
+        n_rays = int(self._n_rays)
+        loss, rgb, target, n_samples = self._batch_loss(n_rays)
+        return self._finish_step(start, loss, rgb.detach(), target, n_rays, n_samples)
+
+    def _prepare_step(self) -> None:
+        """What precedes a step's batch: carving (step 0), grid refresh, the field's schedule, the
+        divergence guard's first snapshot and the learning rates."""
+        c, s = self.config, self.state
         if s.step == 0 and c.carve and self.train_data.has_alpha:
             self._carve()
         if s.step >= c.grid_warmup_steps and s.step % self.grid_update_every == 0:
@@ -402,7 +416,11 @@ class Trainer:
         if self._good is None:
             self._remember_good()
         self._set_lr()
-        n_rays = int(self._n_rays)
+
+    def _batch_loss(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, int]:
+        """(loss, rendered colour [R, 3], its target [R, 3], samples evaluated) of `n_rays` random
+        training rays."""
+        c = self.config
         rays_o, rays_d, background, target, image = self._batch(n_rays)
         samples, proposed = self._samples(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
         out = render(samples, rays_o, rays_d, self.shade)
@@ -415,6 +433,12 @@ class Trainer:
             loss = loss + c.distortion * distortion_loss(out.weights, samples, self.spacing_unit)
         for value in self.model.regularizers().values():
             loss = loss + value
+        return loss, rgb, target, samples.n_samples
+
+    def _finish_step(self, start: float, loss: Tensor, rgb: Tensor, target: Tensor, n_rays: int,
+                     n_samples: int) -> TrainState:
+        """The update from `loss` (or a recovery, when it diverged), the next batch size and the state."""
+        c, s = self.config, self.state
         loss_value = float(loss.detach())
         if self._diverged(loss_value):
             self._recover(loss_value)
@@ -424,9 +448,8 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
             self._loss_ema = loss_value if self._loss_ema is None else 0.95 * self._loss_ema + 0.05 * loss_value
-            s.loss, s.train_psnr = loss_value, psnr(rgb.detach(), target)
+            s.loss, s.train_psnr = loss_value, psnr(rgb, target)
             # the next batch aims for target_samples; a batch with no samples doubles the rays
-            n_samples = samples.n_samples
             ratio = c.target_samples / n_samples if n_samples else 2.0
             self._n_rays = min(max(self._n_rays * min(ratio, 4.0), 64.0), float(c.max_rays))
             s.samples_per_ray = n_samples / n_rays

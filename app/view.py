@@ -28,7 +28,7 @@ from torch import Tensor
 from onefield.errors import UserError
 from onefield.renderers.image import expected_depth
 from onefield.scenes import Cameras
-from onefield.scenes.rays import look_at
+from onefield.scenes.rays import look_at, orbit_up
 
 from .checkpoint import MANIFEST, NOT_FIELD, find_checkpoint, load_progress, load_weights
 from .runs import RunConfig, build_model, make_trainer, torch_device
@@ -54,11 +54,6 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: int) -> Path:
 
 
 # ---- orbits ---------------------------------------------------------------------------------------
-def orbit_up(cameras: Cameras) -> Tensor:
-    """[3] the mean image-up direction of `cameras` (OpenCV y points down)."""
-    return torch.nn.functional.normalize(-cameras.c2w[:, :, 1].mean(0).float().cpu(), dim=0)
-
-
 def horizontal_axes(up: Tensor) -> tuple[Tensor, Tensor]:
     """Two unit axes [3] orthogonal to `up` [3]: azimuth 0 along the first, 90 along the second."""
     ref = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])

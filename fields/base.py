@@ -40,6 +40,11 @@ def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
 
 
+def clip_logit(logit: Tensor) -> Tensor:
+    """A density logit [N] clipped to SIGMA_LOGIT_RANGE, the level at which distillation compares them."""
+    return logit.clamp(*SIGMA_LOGIT_RANGE)
+
+
 class Field(torch.nn.Module, abc.ABC):
     """Base class of the volumetric backends.
 
@@ -85,17 +90,20 @@ class Field(torch.nn.Module, abc.ABC):
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """The distillation hook: density logit clipped to SIGMA_LOGIT_RANGE [N], feature [N, 15]."""
         logit, feat = self.raw(x)
-        return logit.clamp(*SIGMA_LOGIT_RANGE), feat
+        return clip_logit(logit), feat
+
+    def activate(self, x: Tensor, logit: Tensor) -> Tensor:
+        """sigma [N] >= 0 from the unclipped density logit [N] at x [N, 3]; zero outside the box."""
+        return trunc_exp(logit) * self._inside(x)
 
     def density(self, x: Tensor) -> Tensor:
         """sigma [N] >= 0 at world positions x [N, 3]; zero outside the box."""
-        logit, _ = self.raw(x)
-        return trunc_exp(logit) * self._inside(x)
+        return self.activate(x, self.raw(x)[0])
 
     def forward(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         """(sigma [N], rgb [N, 3]) at positions x [N, 3] seen along unit directions d [N, 3]."""
         logit, feat = self.raw(x)
-        return trunc_exp(logit) * self._inside(x), self.color(feat, d)
+        return self.activate(x, logit), self.color(feat, d)
 
     def color_at(self, x: Tensor, d: Tensor) -> Tensor:
         """rgb [N, 3] at positions x [N, 3] along directions d [N, 3] (deferred shading); backends with

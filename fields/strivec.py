@@ -28,7 +28,6 @@ from torch import Tensor
 from onefield.cuda_ext import trivec_sample
 from onefield.errors import UserError
 
-from .base import trunc_exp
 from .encodings import GEO_FEATURES
 from .ranks import ComponentField, RankGrowthConfig, basis_columns
 from .tensorf import EMPTY_LOGIT, FeatureShader, ShaderConfig
@@ -150,7 +149,7 @@ class StrivecField(ComponentField):
         return self.shader(self._app_feature(x), d)
 
     def density(self, x: Tensor) -> Tensor:
-        return trunc_exp(self._density_logit(x)) * self._inside(x)
+        return self.activate(x, self._density_logit(x))
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
         return self.shader(feat, d)

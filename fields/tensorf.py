@@ -34,7 +34,6 @@ from onefield.errors import UserError
 
 from .encodings import GEO_FEATURES, mlp, positional_encoding
 from .factors import LINE_AXES, PLANE_AXES, resample, sample_line, sample_plane, total_variation
-from .base import trunc_exp
 from .ranks import ComponentField, RankGrowthConfig, basis_columns
 
 EMPTY_LOGIT = -15.0  # the density logit outside the (shrunk) tensor box
@@ -181,7 +180,7 @@ class _TensoRF(ComponentField):
 
     def density(self, x: Tensor) -> Tensor:
         c, inside = self._coords(x)
-        return trunc_exp(self._density_logit(c, inside)) * self._inside(x)  # no appearance work for grid probes
+        return self.activate(x, self._density_logit(c, inside))  # no appearance work for grid probes
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
         return self.shader(feat, d)

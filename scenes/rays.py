@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .cameras import Cameras
+
 
 def look_at(eye: Sequence[float], target: Sequence[float] = (0.0, 0.0, 0.0),
             up: Sequence[float] = (0.0, 0.0, 1.0)) -> Tensor:
@@ -27,3 +29,8 @@ def orbit_pose(azimuth_deg: float, elevation_deg: float, radius: float,
     offset = radius * torch.stack([torch.cos(el) * torch.cos(az), torch.cos(el) * torch.sin(az), torch.sin(el)])
     eye = torch.as_tensor(target, dtype=torch.float32) + offset
     return look_at(eye.tolist(), target)
+
+
+def orbit_up(cameras: Cameras) -> Tensor:
+    """[3] the mean image-up direction of `cameras` (OpenCV y points down), on the CPU."""
+    return torch.nn.functional.normalize(-cameras.c2w[:, :, 1].mean(0).float().cpu(), dim=0)
