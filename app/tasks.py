@@ -1,5 +1,5 @@
-"""The engine's long jobs behind the queue's `Job` protocol (app/jobs.py): a fit (created or
-resumed) and structure-from-motion. Each adapter only relays the engine's own progress; the work
+"""The engine's long jobs behind the queue's `Job` protocol (app/jobs.py): a fit and a distillation
+(created or resumed) and structure-from-motion. Each adapter only relays the engine's own progress; the work
 itself stays in `FitJob` and `process`. (Renders and exports take seconds: the GUI runs them in
 the request, behind gradio's queue.)"""
 
@@ -15,6 +15,7 @@ import torch
 
 from onefield.scenes.sfm import ProcessConfig, process
 
+from .distill import DistillJob, report_lines, resume_run
 from .fit import FitJob, finite
 from .jobs import Control
 from .trainer import TrainState
@@ -59,18 +60,27 @@ class FitTask:
 
         job.run(on_step)
         final = job.final_eval
-        control.update(1.0, "done" if final is None else f"held-out PSNR {final.mean_psnr:.2f} dB",
-                       preview=self.preview(job), final_psnr=None if final is None else final.mean_psnr,
-                       final_ssim=None if final is None else final.mean_ssim)
+        control.update(1.0, self.final_message(job), preview=self.preview(job),
+                       final_psnr=None if final is None else final.mean_psnr,
+                       final_ssim=None if final is None else final.mean_ssim, **self.final_info(job))
         return job.run_dir
+
+    @staticmethod
+    def final_message(job: FitJob) -> str:
+        final = job.final_eval
+        return "done" if final is None else f"held-out PSNR {final.mean_psnr:.2f} dB"
+
+    @staticmethod
+    def final_info(job: FitJob) -> dict[str, Any]:
+        return {}
 
     def resumed(self) -> "FitTask":
         """The continuation after a pause: the run from its checkpoint (or, paused before the run
         was made, the same start)."""
         if self.run_dir is None:
-            return FitTask(self.open_job, self.title, self.preview_every)
+            return type(self)(self.open_job, self.title, self.preview_every)
         run_dir = self.run_dir
-        return FitTask(lambda: FitJob.resume(run_dir), self.title, self.preview_every)
+        return type(self)(lambda: resume_run(run_dir), self.title, self.preview_every)
 
     @staticmethod
     def preview(job: FitJob) -> np.ndarray:
@@ -84,6 +94,24 @@ class FitTask:
         target = data.composite(0, torch.ones(3)).permute(2, 0, 1)[None]  # [1, 3, H, W]
         target = torch.nn.functional.interpolate(target, size=pred.shape[:2], mode="area")[0].permute(1, 2, 0)
         return to_uint8(torch.cat([pred, target], 1))
+
+
+@dataclass
+class DistillTask(FitTask):
+    """A distillation in the background (`DistillJob`), shown like a fit; its result adds the quality
+    report (student and teacher held-out PSNR, student vs teacher on random views)."""
+
+    open_job: Callable[[], DistillJob]  # DistillJob.create or DistillJob.resume
+    kind: str = field(default="distill", init=False)
+
+    @staticmethod
+    def final_message(job: FitJob) -> str:
+        report = getattr(job, "report", None)
+        return "done" if report is None else "; ".join(report_lines(report))
+
+    @staticmethod
+    def final_info(job: FitJob) -> dict[str, Any]:
+        return {"report": getattr(job, "report", None)}
 
 
 @dataclass
