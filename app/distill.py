@@ -70,13 +70,15 @@ def load_teacher(run_dir: Path, device: str, data: tuple[PosedImages, PosedImage
     return Teacher(run_dir, config, trainer, checkpoint_key(folder)[0])
 
 
-def student_trainer(teacher: TrainerConfig, steps: int | None, minutes: float | None) -> TrainerConfig:
+def student_trainer(teacher: TrainerConfig, distill: DistillConfig, steps: int | None,
+                    minutes: float | None) -> TrainerConfig:
     """The student's loop settings: the teacher's (seed, marching, schedule), with the given budget
-    (none: the teacher's), the grid as sampler, and nothing that learns from photos alone (pose and
-    colour corrections, the distortion loss, coarse images, carving)."""
+    (none: the teacher's), the distillation's batch size, the grid as sampler, and nothing that learns
+    from photos alone (pose and colour corrections, the distortion loss, coarse images, carving)."""
     if steps is None and minutes is None:
         steps, minutes = teacher.steps, teacher.minutes
-    return replace(teacher, steps=steps or 1_000_000, minutes=minutes, sampler="grid", refine_poses=False,
+    return replace(teacher, steps=steps or 1_000_000, minutes=minutes, target_samples=distill.samples,
+                   init_rays=min(teacher.init_rays, distill.samples), sampler="grid", refine_poses=False,
                    appearance=False, distortion=0.0, coarse_images=0.0, carve=False)
 
 
@@ -111,7 +113,7 @@ class DistillJob(FitJob):
         device = torch_device(device or teacher_config.device)
         if field_config is None or isinstance(field_config, dict):
             field_config = fields.make_config(field, field_config)
-        trainer_config = student_trainer(teacher_config.trainer_config(), steps, minutes)
+        trainer_config = student_trainer(teacher_config.trainer_config(), distill, steps, minutes)
         trainer_config.check()
         data = teacher_config.data
         if fields.field_class(field).pinhole_only:
