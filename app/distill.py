@@ -22,11 +22,11 @@ from onefield import fields
 from onefield.errors import UserError
 from onefield.renderers import OccupancyGrid
 from onefield.scenes import PosedImages
-from onefield.scenes.views import random_cameras, resolve_mode
+from onefield.scenes.views import random_cameras
 
 from .checkpoint import find_checkpoint, load_checkpoint, load_progress, load_weights
 from .distill_config import DistillConfig
-from .distillers import SplatDistiller, VolumeDistiller
+from .distillers import SplatDistiller, VolumeDistiller, view_mode
 from .fit import FitJob
 from .metrics import psnr
 from .runs import RunConfig, build_model, check_output_folder, make_trainer, new_run_dir, torch_device
@@ -187,10 +187,9 @@ class DistillJob(FitJob):
             report |= {"student_psnr": self.final_eval.mean_psnr, "student_ssim": self.final_eval.mean_ssim,
                        "teacher_psnr": teacher_eval.mean_psnr, "teacher_ssim": teacher_eval.mean_ssim,
                        "held_out_views": len(teacher_eval.psnr)}
-        mode = resolve_mode(self.trainer.distill.views, student.grid.levels == 1)
-        center = (student.grid.aabb[:3] + student.grid.aabb[3:]) / 2
         generator = torch.Generator(device=student.device).manual_seed(REPORT_SEED)
-        cams = random_cameras(student.cameras.pinhole(), self.trainer.distill.report_views, mode, center, generator)
+        cams = random_cameras(student.cameras.pinhole(), self.trainer.distill.report_views,
+                              view_mode(student.grid, self.trainer.distill), student.grid.center, generator)
         fidelity = [psnr(student.render_view(cams, i)["rgb"].clamp(0, 1), teacher.render_view(cams, i)["rgb"].clamp(0, 1))
                     for i in range(len(cams))]
         report |= {"fidelity_psnr": sum(fidelity) / len(fidelity), "fidelity_views": len(fidelity),

@@ -119,13 +119,15 @@ class TeacherViews:
         return rays.origins, rays.directions, self.rgb.view(-1, 3)[idx], self.opacity.view(-1)[idx]
 
 
+def view_mode(grid: torch.nn.Module, distill: DistillConfig) -> str:
+    """Where the random views of `grid`'s scene lie: `distill.views` with 'auto' decided."""
+    return resolve_mode(distill.views, grid.levels == 1)
+
+
 def view_pool(trainer: Trainer, teacher: "Teacher", distill: DistillConfig) -> TeacherViews:
     """The pool of teacher views a distiller draws from, in the student's frame and image size."""
-    grid = trainer.grid
-    center = (grid.aabb[:3] + grid.aabb[3:]) / 2
-    mode = resolve_mode(distill.views, grid.levels == 1)
-    return TeacherViews(teacher.trainer, trainer.cameras.pinhole(), mode, center, distill.pool_views,
-                        distill.refresh_every, trainer.config.seed)
+    return TeacherViews(teacher.trainer, trainer.cameras.pinhole(), view_mode(trainer.grid, distill),
+                        trainer.grid.center, distill.pool_views, distill.refresh_every, trainer.config.seed)
 
 
 class VolumeDistiller(Trainer):
@@ -135,8 +137,7 @@ class VolumeDistiller(Trainer):
                  held_out: PosedImages | None, device: str, teacher: "Teacher", distill: DistillConfig):
         super().__init__(model, grid, train, config, held_out, device)
         self.teacher, self.distill = teacher, distill
-        self.center = (grid.aabb[:3] + grid.aabb[3:]) / 2
-        self.mode = resolve_mode(distill.views, grid.levels == 1)
+        self.mode = view_mode(grid, distill)
         self.pool = view_pool(self, teacher, distill) if teacher.kind == "splats" else None
 
     def _grid_ready(self) -> bool:
@@ -167,7 +168,7 @@ class VolumeDistiller(Trainer):
             background = self._backgrounds(n_view)
             target, given = rgb + (1 - alpha[:, None]) * background, torch.ones(n_view, dtype=torch.bool, device=o.device)
         else:
-            cams = random_cameras(self.cameras, n_view, self.mode, self.center, self.generator)
+            cams = random_cameras(self.cameras, n_view, self.mode, self.grid.center, self.generator)
             uv = torch.rand(n_view, 2, generator=self.generator, device=self.device)
             rays = cams.rays(torch.arange(n_view, device=self.device), uv[:, 0] * cams.width - 0.5,
                              uv[:, 1] * cams.height - 0.5)

@@ -57,6 +57,11 @@ class OccupancyGrid(torch.nn.Module):
     def n_cells(self) -> int:
         return self.occs.numel()
 
+    @property
+    def center(self) -> Tensor:
+        """[3] the centre of the base box."""
+        return (self.aabb[:3] + self.aabb[3:]) / 2
+
     def outer_aabb(self) -> Tensor:
         """The box of the coarsest cascade, [6]."""
         return cascade_box(self.aabb, self.levels - 1)

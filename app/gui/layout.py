@@ -1,5 +1,6 @@
 """The page's components and their wiring to the handlers of `page.Gui`. The option forms come from
-the config dataclasses (`forms.py`); every registered backend gets one, shown when chosen."""
+the config dataclasses (`forms.py`); every registered backend gets one, shown when chosen. Fit and
+Convert share their parts: a backend picker with its forms, the buttons, and the live panel."""
 
 import gradio as gr
 
@@ -7,9 +8,48 @@ from onefield.scenes.sfm import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 from . import forms
 from ..view import OUTPUTS
-from .page import DEMO, Gui
+from .page import DEMO, LIVE, Gui
 
 POLL_SECONDS = 2.0
+
+
+def backend_choice(gui: Gui, elem_id: str) -> gr.Dropdown:
+    """A dropdown of every registered backend."""
+    backends = gui.forms.backends
+    return gr.Dropdown(list(backends), label="field backend", elem_id=elem_id,
+                       value="hashgrid" if "hashgrid" in backends else next(iter(backends)))
+
+
+def backend_forms(gui: Gui, backend: gr.Dropdown, prefix: str) -> list[gr.components.Component]:
+    """Every backend's options form (in `gui.forms.backends` order), only the one chosen in `backend` shown."""
+    backends = gui.forms.backends
+    groups, inputs = [], []
+    for name, opts in backends.items():
+        with gr.Accordion(f"{name} options", open=False, visible=name == backend.value,
+                          elem_id=f"{prefix}-{name}") as group:
+            inputs += forms.build(opts, f"{prefix}-{name}")
+        groups.append(group)
+    backend.change(lambda b: [gr.update(visible=n == b) for n in backends], backend, groups, api_name=False)
+    return inputs
+
+
+def job_buttons(prefix: str) -> tuple[gr.Button, ...]:
+    """Start, Pause, Resume, Stop."""
+    with gr.Row():
+        return (gr.Button("Start", variant="primary", elem_id=f"{prefix}start"),
+                gr.Button("Pause", elem_id=f"{prefix}pause"), gr.Button("Resume", elem_id=f"{prefix}resume"),
+                gr.Button("Stop", variant="stop", elem_id=f"{prefix}stop"))
+
+
+def live_panel(kind: str) -> list[gr.components.Component]:
+    """A training's status, held-out preview and loss / PSNR curves, as `Gui.live` fills them."""
+    status = gr.Markdown(f"no {LIVE[kind]} yet", elem_id=f"{kind}-status")
+    preview = gr.Image(label="held-out view | ground truth", elem_id=f"{kind}-preview", interactive=False)
+    with gr.Row():
+        loss = gr.LinePlot(x="seconds", y="loss", label="loss", height=220, elem_id=f"{kind}-loss-plot")
+        psnr = gr.LinePlot(x="seconds", y="dB", color="series", label="PSNR", height=220, elem_id=f"{kind}-psnr-plot",
+                           color_map={"training rays": "#f97316", "held-out views": "#2563eb"})
+    return [status, loss, psnr, preview]
 
 
 def build(gui: Gui) -> gr.Blocks:
@@ -40,32 +80,32 @@ def build(gui: Gui) -> gr.Blocks:
             with gr.Tab("Fit", id="fit"):
                 with gr.Row():
                     with gr.Column(scale=1):
-                        backend = gr.Dropdown(list(gui.forms.backends), label="field backend", elem_id="backend",
-                                              value="hashgrid" if "hashgrid" in gui.forms.backends else next(iter(gui.forms.backends)))
+                        backend = backend_choice(gui, "backend")
                         with gr.Row():
                             minutes = gr.Number(2.0, label="minutes", elem_id="minutes")
                             steps = gr.Number(None, label="steps (optional)", precision=0, elem_id="steps")
                             downscale = gr.Number(1.0, label="downscale images by", elem_id="downscale")
-                        groups, backend_inputs = {}, []
-                        for name, opts in gui.forms.backends.items():
-                            with gr.Accordion(f"{name} options", open=False,
-                                              visible=name == backend.value) as groups[name]:
-                                backend_inputs += forms.build(opts, f"opt-{name}")
+                        backend_inputs = backend_forms(gui, backend, "opt")
                         with gr.Accordion("trainer options", open=False):
                             trainer_inputs = forms.build(gui.forms.trainer, "trainer")
-                        with gr.Row():
-                            start_btn = gr.Button("Start", variant="primary", elem_id="start")
-                            pause_btn = gr.Button("Pause", elem_id="pause")
-                            resume_btn = gr.Button("Resume", elem_id="resume")
-                            stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                        start_btn, *fit_buttons = job_buttons("")
                     with gr.Column(scale=2):
-                        fit_msg = gr.Markdown("no training yet", elem_id="fit-status")
-                        preview = gr.Image(label="held-out view | ground truth", elem_id="fit-preview",
-                                           interactive=False)
+                        fit_panel = live_panel("fit")
+            with gr.Tab("Convert", id="convert"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        convert_run = gr.Dropdown([], label="teacher run", elem_id="convert-run", **listed,
+                                                  info="the run to convert: this session's or the workspace's runs/")
+                        convert_backend = backend_choice(gui, "convert-backend")
                         with gr.Row():
-                            loss_plot = gr.LinePlot(x="seconds", y="loss", label="loss", height=220, elem_id="loss-plot")
-                            psnr_plot = gr.LinePlot(x="seconds", y="dB", color="series", label="PSNR", height=220, elem_id="psnr-plot",
-                                                    color_map={"training rays": "#f97316", "held-out views": "#2563eb"})
+                            convert_minutes = gr.Number(2.0, label="minutes", elem_id="convert-minutes")
+                            convert_steps = gr.Number(None, label="steps (optional)", precision=0, elem_id="convert-steps")
+                        convert_inputs = backend_forms(gui, convert_backend, "convert-opt")
+                        with gr.Accordion("distillation options", open=False):
+                            distill_inputs = forms.build(gui.forms.distill, "distill")
+                        convert_btn, *convert_buttons = job_buttons("convert-")
+                    with gr.Column(scale=2):
+                        convert_panel = live_panel("distill")
             with gr.Tab("View", id="view"):
                 with gr.Row():
                     with gr.Column(scale=1):
@@ -111,18 +151,22 @@ def build(gui: Gui) -> gr.Blocks:
                 runs_table = gr.Dataframe(label="runs in the workspace", elem_id="runs-table")
                 jobs_table = gr.Dataframe(label="this session's jobs", elem_id="jobs-table")
 
-        run_lists = [view_run, export_run, compare_runs, runs_run]
+        run_lists = [view_run, export_run, convert_run, compare_runs, runs_run]
         page.load(gui.start, sid, [sid, dataset, *run_lists, runs_table, banner], api_name="session")
         upload_btn.click(gui.upload, [sid, files, *process_inputs], [upload_msg, files], api_name="upload")
         dataset.change(gui.show_dataset, [sid, dataset], [scene, dataset_msg], api_name="dataset")
-        backend.change(lambda b: [gr.update(visible=n == b) for n in groups], backend, list(groups.values()),
-                       api_name=False)
+        fit_msg = fit_panel[0]
         start_btn.click(gui.start_fit, [sid, dataset, backend, minutes, steps, downscale, *trainer_inputs, *backend_inputs],
                         fit_msg, api_name=False)
-        for btn, action in ((pause_btn, "pause"), (resume_btn, "resume"), (stop_btn, "stop")):
-            btn.click(gui.control, [sid, gr.State(action)], fit_msg, api_name=action)
+        convert_btn.click(gui.start_distill, [sid, convert_run, convert_backend, convert_minutes, convert_steps,
+                                              *distill_inputs, *convert_inputs], convert_panel[0], api_name=False)
+        panels = {"fit": (fit_buttons, fit_panel), "distill": (convert_buttons, convert_panel)}  # the kinds of LIVE
+        for kind, (buttons, panel) in panels.items():
+            for btn, action in zip(buttons, ("pause", "resume", "stop")):
+                btn.click(gui.control, [sid, gr.State(action), gr.State(kind)], panel[0],
+                          api_name=action if kind == "fit" else f"{action}_{kind}")
         timer = gr.Timer(POLL_SECONDS)
-        timer.tick(gui.poll, sid, [fit_msg, loss_plot, psnr_plot, preview, process_msg, jobs_table,
+        timer.tick(gui.poll, sid, [*(c for kind in LIVE for c in panels[kind][1]), process_msg, jobs_table,
                                    dataset, *run_lists, runs_table],
                    api_name=False, show_progress="hidden")
 
@@ -156,5 +200,7 @@ def build(gui: Gui) -> gr.Blocks:
         job_id = gr.Textbox(visible=False)
         gr.Button(visible=False).click(gui.fit_api, [sid, dataset, backend, *api_in, minutes, steps, downscale], job_id,
                                        api_name="fit")
+        gr.Button(visible=False).click(gui.distill_api, [sid, convert_run, convert_backend, *api_in, convert_minutes,
+                                                         convert_steps], job_id, api_name="distill")
         gr.Button(visible=False).click(gui.job, [sid, job_id], api_in[0], api_name="job")
     return page

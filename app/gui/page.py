@@ -1,4 +1,4 @@
-"""The onefield page: Data -> Fit -> View -> Export -> Compare, and the runs of the workspace.
+"""The onefield page: Data -> Fit -> Convert -> View -> Export -> Compare, and the runs of the workspace.
 
 Every handler takes the browser's session id first and works inside that session's folders
 (`workspace.py`). Trainings and structure-from-motion run in background queues (`app/jobs.py`), so
@@ -32,12 +32,14 @@ from onefield.scenes.sfm import ProcessConfig
 
 from .. import view
 from ..checkpoint import MissingRunFile, find_checkpoint
+from ..distill import DistillJob, report_lines, resume_run
+from ..distill_config import DistillConfig
 from ..fit import FitJob
 from ..jobs import FINISHED, PAUSED, QUEUED, RUNNING, JobQueue, JobState
 from ..mesh_config import COLORINGS, FORMATS, METHODS, CleanupConfig, MeshExportConfig
 from ..runs import DataSpec, RunConfig, unique_child
 from ..scene_plot import scene_figure
-from ..tasks import FitTask, ProcessTask
+from ..tasks import DistillTask, FitTask, ProcessTask
 from ..trainer import TrainerConfig
 from . import forms
 from .uploads import UploadLimits, stage_upload
@@ -54,6 +56,8 @@ TRAINER_OWN = ("steps", "minutes")
 # The GUI's trainer defaults: a held-out point on the PSNR curve every 500 steps (4 views: cheap),
 # and a checkpoint as often, so a GUI that is closed or killed loses little.
 GUI_TRAINER = TrainerConfig(eval_every=500, eval_max_views=4, checkpoint_every=500)
+# The trainings with a live panel (status, curves, preview; its buttons act on the newest), by job kind.
+LIVE = {"fit": "training", "distill": "conversion"}
 
 
 def _user_errors(fn):
@@ -80,6 +84,7 @@ class Forms:
     trainer: list[forms.Option]
     mesh: list[forms.Option]
     backends: dict[str, list[forms.Option]]
+    distill: list[forms.Option]
 
 
 class Gui:
@@ -97,7 +102,8 @@ class Gui:
             forms.options(MeshExportConfig, choices={"method": METHODS, "format": FORMATS, "colors": COLORINGS,
                                                      "views": ("train", "sphere")}),
             {name: forms.options(fields.config_class(name)) for name in fields.names()
-             if fields.registry.import_error(name) is None})
+             if fields.registry.import_error(name) is None},
+            forms.options(DistillConfig))
 
     # ---- helpers ------------------------------------------------------------------------------
     def session(self, sid: str | None) -> Session:
@@ -138,10 +144,10 @@ class Gui:
         found = [s for s in self.jobs(sid) if s.kind == kind]
         return found[-1] if found else None
 
-    def current_fit(self, sid: str) -> JobState | None:
-        """The training the Fit panel shows and its buttons act on: the newest running or paused one,
-        else the newest queued one, else the newest."""
-        fits = [s for s in self.jobs(sid) if s.kind == "fit"]
+    def current(self, sid: str, kind: str) -> JobState | None:
+        """The training of `kind` (a fit, a distillation) its panel shows and its buttons act on: the
+        newest running or paused one, else the newest queued one, else the newest."""
+        fits = [s for s in self.jobs(sid) if s.kind == kind]
         for statuses in ((RUNNING, PAUSED), (QUEUED,)):
             found = [s for s in fits if s.status in statuses]
             if found:
@@ -183,9 +189,9 @@ class Gui:
         session = self.workspace.session(sid, create=True)
         runs = self.run_choices(session)
         run = runs[0][1] if runs else None
-        return (session.id, gr.update(choices=self.dataset_choices(session)),
-                gr.update(choices=runs, value=run), gr.update(choices=runs, value=run),
-                gr.update(choices=runs, value=[]), gr.update(choices=runs, value=run), self.runs_table(session),
+        one = gr.update(choices=runs, value=run)  # the lists in layout's `run_lists` order
+        return (session.id, gr.update(choices=self.dataset_choices(session)), one, one, one,
+                gr.update(choices=runs, value=[]), one, self.runs_table(session),
                 f"session `{session.id[:8]}` · workspace `{self.workspace.root}`")
 
     @_user_errors
@@ -233,17 +239,20 @@ class Gui:
                   downscale: float, *values):
         """Start button: the chosen backend's form and the trainer's form, as generated."""
         session = self.session(sid)
-        if backend not in self.forms.backends:
-            raise UserError(f"unknown or unavailable field backend {backend!r}")
         n_trainer = len(self.forms.trainer)
         trainer = forms.read(self.forms.trainer, list(values[:n_trainer])) | self.budget(minutes, steps)
-        offset = n_trainer
-        for name, opts in self.forms.backends.items():
-            if name == backend:
-                field_options = forms.read(opts, list(values[offset:offset + len(opts)]))
-            offset += len(opts)
+        field_options = self.backend_options(backend, values[n_trainer:])
         job = self.submit_fit(session, dataset, backend, field_options, trainer, float(downscale or 1))
         return self.fit_status(job, session)
+
+    def backend_options(self, backend: str, values) -> dict[str, Any]:
+        """The chosen backend's part of the values of every backend's form, in the order of `forms.backends`."""
+        if backend not in self.forms.backends:
+            raise UserError(f"unknown or unavailable field backend {backend!r}")
+        names = list(self.forms.backends)
+        offset = sum(len(self.forms.backends[n]) for n in names[:names.index(backend)])
+        opts = self.forms.backends[backend]
+        return forms.read(opts, list(values[offset:offset + len(opts)]))
 
     @staticmethod
     def budget(minutes: float | None, steps: float | None) -> dict[str, Any]:
@@ -264,17 +273,18 @@ class Gui:
         return self.submit_fit(session, dataset, backend, field_options or {}, trainer, float(downscale or 1)).id
 
     @_user_errors
-    def control(self, sid: str, action: str):
-        """Pause, Resume or Stop the session's current training."""
-        job = self.current_fit(sid)
+    def control(self, sid: str, action: str, kind: str = "fit"):
+        """Pause, Resume or Stop the session's current training of `kind` (a fit, a distillation)."""
+        job = self.current(sid, kind)
         if job is None or not job.active:
-            raise UserError("no training is running in this session")
+            raise UserError(f"no {LIVE[kind]} is running in this session")
         getattr(self.trainings, action)(job.id, sid)
-        return self.fit_status(job, self.session(sid))
+        return self.fit_status(job, self.session(sid), kind)
 
-    def fit_status(self, job: JobState | None, session: Session) -> str:
+    def fit_status(self, job: JobState | None, session: Session, kind: str = "fit") -> str:
+        """A training's state (a fit's or a distillation's: the same live info), for its panel."""
         if job is None:
-            return "no training yet"
+            return f"no {LIVE[kind]} yet"
         i, lines = job.info, [f"**{job.title}** · {job.status}"]
         if job.queue_position:
             lines[0] += f" · position {job.queue_position} in the queue: another training runs first"
@@ -287,26 +297,34 @@ class Gui:
             lines.append(f"{bar(job.progress)} · step {i['step']} · loss {i['loss'] or math.nan:.4f} · "
                          f"train PSNR {psnr}{held} · {i['samples_per_ray']:.1f} samples/ray · "
                          f"{i['rays_per_second'] / 1000:.1f}k rays/s · ETA {eta}")
-        if i.get("final_psnr") is not None:
+        if i.get("report"):  # a distillation's quality report: the student beside its teacher
+            lines += report_lines(i["report"])
+        elif i.get("final_psnr") is not None:
             lines.append(f"held-out PSNR {i['final_psnr']:.2f} dB, SSIM {i['final_ssim']:.4f}")
         if "run" in i:
             lines.append(f"run `{self.label(session, i['run'])}`")
         return "\n\n".join(lines)
 
     def poll(self, sid: str, request: gr.Request = None):  # gradio passes the page's request
-        """Timer tick: the current training's state, the latest processing's state and the job list;
-        the dataset and run lists too when a job has finished since this page's last tick."""
+        """Timer tick: each live panel's training (`LIVE`), the latest processing's state and the job
+        list; the dataset and run lists too when a job has finished since this page's last tick."""
         try:
             session = self.session(sid)
         except UserError:
-            return (gr.skip(),) * 12
-        fit, proc = self.current_fit(session.id), self.latest(session.id, "process")
+            return (gr.skip(),) * (4 * len(LIVE) + 9)
         finished = sum(not s.active for s in self.jobs(session.id))
         page = request.session_hash if request is not None and request.session_hash else session.id
-        lists = (gr.skip(),) * 6
+        lists = (gr.skip(),) * 7
         if self._finished.get(page) != finished:
             self._finished[page] = finished
             lists = self.refresh(session.id)
+        panels = [out for kind in LIVE for out in self.live(session, kind)]
+        return (*panels, self.process_status(self.latest(session.id, "process"), session),
+                self.jobs_table(session.id), *lists)
+
+    def live(self, session: Session, kind: str) -> tuple:
+        """One live panel: (status, loss curve, PSNR curves, preview) of the current training of `kind`."""
+        fit = self.current(session.id, kind)
         points = list(fit.info.get("history", [])) if fit else []  # a snapshot: the worker appends to it
         history = pd.DataFrame(points[-MAX_POINTS:], columns=["step", "seconds", "loss", "psnr", "eval_psnr"], dtype=float)
         psnr = history.rename(columns={"psnr": "training rays", "eval_psnr": "held-out views"}).melt(
@@ -315,9 +333,7 @@ class Gui:
         loss = history[["seconds", "loss"]].dropna()
         # an empty frame is never sent: gradio's plot then draws no later line (seen with 6.31)
         loss, psnr = (loss, psnr) if len(loss) else (gr.skip(), gr.skip())
-        return (self.fit_status(fit, session), loss, psnr,
-                preview if preview is not None else gr.skip(), self.process_status(proc, session),
-                self.jobs_table(session.id), *lists)
+        return self.fit_status(fit, session, kind), loss, psnr, preview if preview is not None else gr.skip()
 
     def process_status(self, job: JobState | None, session: Session) -> str:
         if job is None:
@@ -342,11 +358,46 @@ class Gui:
 
     @_user_errors
     def job(self, sid: str, job_id: str) -> dict[str, Any]:
-        """For scripts: a job's plain state (status, progress, message, result, error)."""
-        queue = self.trainings if str(job_id).startswith("fit-") else self.work
-        s = queue.state(job_id, self.session(sid).id)
+        """For scripts: a job's plain state (status, progress, message, result, error, and a
+        distillation's quality report)."""
+        found = [s for s in self.jobs(self.session(sid).id) if s.id == job_id]
+        if not found:
+            raise UserError(f"no job {job_id!r} in this session")
+        s = found[0]
         return {"id": s.id, "status": s.status, "progress": s.progress, "message": s.message, "error": s.error,
-                "result": str(s.result) if isinstance(s.result, Path) else s.result, "finished": s.status in FINISHED}
+                "result": str(s.result) if isinstance(s.result, Path) else s.result, "finished": s.status in FINISHED,
+                "report": s.info.get("report")}
+
+    # ---- Convert ------------------------------------------------------------------------------
+    def submit_distill(self, session: Session, run: str, backend: str, field_options: dict[str, Any],
+                       distill_options: dict[str, Any], minutes: float | None, steps: float | None) -> JobState:
+        """A distillation of `run` (the teacher) into a new run of `backend` in the session's runs."""
+        teacher = self.run_path(session, run)
+        field_config = fields.make_config(backend, field_options)  # bad options are named before anything runs
+        distill = fields.registry.config_from_dict(DistillConfig, distill_options, "distill")
+        distill.check()
+        budget = self.budget(minutes, steps)
+        task = DistillTask(lambda: DistillJob.create(teacher, backend, field_config, distill, budget["steps"],
+                                                     budget["minutes"], session.runs),
+                           f"convert {RunConfig.load(teacher).field} {teacher.name} to {backend}")
+        return self.trainings.submit(task, session.id)
+
+    @_user_errors
+    def start_distill(self, sid: str, run: str, backend: str, minutes: float | None, steps: float | None, *values):
+        """Convert's Start button: the distillation's form, then every backend's form, as generated."""
+        session = self.session(sid)
+        n_distill = len(self.forms.distill)
+        distill = forms.read(self.forms.distill, list(values[:n_distill]))
+        job = self.submit_distill(session, run, backend, self.backend_options(backend, values[n_distill:]),
+                                  distill, minutes, steps)
+        return self.fit_status(job, session, "distill")
+
+    @_user_errors
+    def distill_api(self, sid: str, run: str, backend: str, field_options: dict | None, distill_options: dict | None,
+                    minutes: float | None, steps: float | None) -> str:
+        """For scripts (gradio_client): options as JSON objects; returns the job id."""
+        return self.submit_distill(self.session(sid), run, backend, field_options or {}, distill_options or {},
+                                   minutes, steps).id
 
     # ---- View ---------------------------------------------------------------------------------
     def run_path(self, session: Session, run: str) -> Path:
@@ -477,12 +528,12 @@ class Gui:
         session = self.session(sid)
         runs = self.run_choices(session)
         keep = gr.update(choices=runs)
-        return (gr.update(choices=self.dataset_choices(session)), keep, keep, keep, keep, self.runs_table(session))
+        return (gr.update(choices=self.dataset_choices(session)), *(keep,) * 5, self.runs_table(session))
 
     @_user_errors
     def resume(self, sid: str, run: str, minutes: float | None):
-        """Continue a run: a stopped one to its own budget, a finished one for `minutes` more. A shared
-        run is continued as a copy in the session."""
+        """Continue a run (a fit, or a distillation from its teacher): a stopped one to its own budget,
+        a finished one for `minutes` more. A shared run is continued as a copy in the session."""
         session = self.session(sid)
         path = self.run_path(session, run)
         if not path.is_relative_to(session.runs):
@@ -492,7 +543,8 @@ class Gui:
             path = copy
         if any(s.active and s.info.get("run") == str(path) for s in self.jobs(session.id)):
             raise UserError(f"{path.name} is training already")
-        summary, budget = view.run_summary(path), RunConfig.load(path).trainer
+        summary, config = view.run_summary(path), RunConfig.load(path)
+        budget = config.trainer
         if summary["seconds"] is None:
             raise UserError(f"{path.name} holds the field's weights only (no trainer state): nothing to resume")
         spent = summary["steps"] >= budget["steps"] or (
@@ -502,8 +554,10 @@ class Gui:
             if not minutes or float(minutes) <= 0:
                 raise UserError(f"{path.name} has finished its budget: give the minutes to add")
             steps, more = 10**9, summary["seconds"] / 60 + float(minutes)  # minutes more, the step limit lifted
-        task = FitTask(lambda: FitJob.resume(path, steps=steps, minutes=more), f"resume {summary['field']} {path.name}")
-        return self.fit_status(self.trainings.submit(task, session.id, run=str(path)), session)
+        task_class = FitTask if config.distill is None else DistillTask  # shown on the Fit or the Convert page
+        task = task_class(lambda: resume_run(path, steps=steps, minutes=more), f"resume {summary['field']} {path.name}")
+        job = self.trainings.submit(task, session.id, run=str(path))
+        return self.fit_status(job, session, job.kind)
 
 
 def bar(progress: float, width: int = 20) -> str:

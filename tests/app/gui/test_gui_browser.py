@@ -1,7 +1,7 @@
 """The GUI in a real browser: Playwright driving Debian's headless chromium (WebGL through
-SwiftShader) clicks through data -> fit -> view -> export -> compare on the demo scene, saves a
-screenshot of each page, and checks that the live preview, the orbit view and the Model3D canvas
-show something (not a blank frame). Screenshots go to $ONEFIELD_SCREENSHOTS, else the test's tmp folder."""
+SwiftShader) clicks through data -> fit -> view -> export -> compare -> convert on the demo scene,
+saves a screenshot of each page, and checks that the live previews, the orbit view and the Model3D
+canvas show something (not a blank frame). Screenshots go to $ONEFIELD_SCREENSHOTS, else the test's tmp folder."""
 
 import io
 import json
@@ -103,7 +103,7 @@ def test_click_through_every_page(served, tmp_path):
         preview = page.locator("#fit-preview img")
         expect(preview).to_be_visible()
         assert drawn(preview.screenshot(path=shots / "fit-preview.png")) > 0.01
-        for plot in ("loss-plot", "psnr-plot"):  # the live curves were drawn
+        for plot in ("fit-loss-plot", "fit-psnr-plot"):  # the live curves were drawn
             assert orange(page.locator(f"#{plot}").screenshot(path=shots / f"{plot}.png")) > 0.002, plot
         page.screenshot(path=shots / "2-fit.png", full_page=True)
 
@@ -140,4 +140,35 @@ def test_click_through_every_page(served, tmp_path):
         expect(page.locator("#compare-table")).to_contain_text("hashgrid", timeout=60_000)
         expect(page.locator("#compare-image img")).to_be_visible()
         page.screenshot(path=shots / "5-compare.png", full_page=True)
+
+        # Convert: every registered backend offered, the chosen one's generated form shown; the fitted
+        # run distilled into TensoRF-CP for 40 steps, with the live panel and the quality report
+        page.get_by_role("tab", name="Convert").click()
+        choose(page, "convert-run", "hashgrid")
+        page.locator("#convert-backend input").click()
+        for name in gui.forms.backends:
+            expect(page.get_by_role("option", name=name, exact=True)).to_be_visible()
+        page.get_by_role("option", name="tensorf-cp", exact=True).click()
+        expect(page.locator("#convert-opt-tensorf-cp")).to_be_visible()
+        expect(page.locator("#convert-opt-hashgrid")).to_be_hidden()
+        page.get_by_text("tensorf-cp options").click()
+        for option, value in (("density-rank", 8), ("app-rank", 24), ("resolution-final", 64)):
+            set_number(page, f"convert-opt-tensorf-cp-{option}", value)
+        set_number(page, "convert-steps", 40)
+        page.get_by_text("distillation options").click()
+        set_number(page, "distill-report-views", 2)
+        page.locator("#convert-start").click()
+        status = page.locator("#distill-status")
+        expect(status).to_contain_text("convert hashgrid", timeout=30_000)
+        expect(status).to_contain_text("student (tensorf-cp)", timeout=150_000)  # the quality report
+        expect(status).to_contain_text("random views")
+        (config,) = gui.workspace.root.rglob("runs/shapes-demo/tensorf-cp/*/config.json")
+        config = json.loads(config.read_text())
+        assert config["field_config"]["density_rank"] == 8 and config["distill"]["report_views"] == 2
+        status.scroll_into_view_if_needed()  # the forms scrolled the page: a lazy image out of view stays unloaded
+        preview = page.locator("#distill-preview img")
+        expect(preview).to_be_visible()
+        assert drawn(preview.screenshot(path=shots / "distill-preview.png")) > 0.01
+        assert orange(page.locator("#distill-loss-plot").screenshot(path=shots / "distill-loss-plot.png")) > 0.002
+        page.screenshot(path=shots / "6-convert.png", full_page=True)
         browser.close()

@@ -1,10 +1,13 @@
 """The GUI end to end through gradio_client against a launched app: photos uploaded and processed,
 two fits queued on the demo scene (the second waits its turn), a view rendered, a mesh exported and
-downloaded in three formats and re-read with trimesh, two runs compared, sessions kept apart, and a
-restarted GUI that lists the runs and resumes one."""
+downloaded in three formats and re-read with trimesh, two runs compared, sessions kept apart, a run
+converted into another backend and that conversion resumed, and a restarted GUI that lists the runs
+and resumes one."""
 
 import inspect
 import json
+import math
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -17,6 +20,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from backend_configs import SMALL
+from conftest import SHAPES_FIELD, SHAPES_TRAINER
 from onefield.app import cli
 from onefield.app.checkpoint import find_checkpoint
 from onefield.app.gui import launch
@@ -127,6 +132,53 @@ def _first_volume_run(client, sid):
     """A hashgrid run of this session (a tiny fit)."""
     state = wait(client, sid, client.predict(sid, DEMO, "hashgrid", FIT, {}, None, 10, 1.0, api_name="/fit"))
     return (state["result"],)
+
+
+def test_convert_distills_a_run_into_another_backend_and_resumes_it(app, shapes_scene):
+    """Convert: a tiny hash-grid teacher, distilled through /distill into TensoRF-CP; the new run records
+    its teacher and its quality report, the Convert panel shows it, and the Runs page resumes it as a
+    distillation (not as a fit, which would lose the teacher)."""
+    page, gui, client = app
+    sid = client.predict(None, api_name="/session")[0]
+    scene = shutil.copytree(shapes_scene.root, gui.workspace.session(sid).data / "shapes")
+    fit = client.predict(sid, str(scene), "hashgrid", SHAPES_FIELD, SHAPES_TRAINER, None, 100, 1.0, api_name="/fit")
+    teacher = wait(client, sid, fit)
+    assert teacher["status"] == "done", teacher
+    with pytest.raises(AppError, match="unknown option.*distill: nope"):
+        client.predict(sid, teacher["result"], "tensorf-cp", {}, {"nope": 1}, None, 10, api_name="/distill")
+    other = client.predict(None, api_name="/session")[0]
+    with pytest.raises(AppError, match="outside this session's workspace"):  # the one path check
+        client.predict(other, teacher["result"], "tensorf-cp", {}, {}, None, 10, api_name="/distill")
+
+    job = client.predict(sid, teacher["result"], "tensorf-cp", SMALL["tensorf-cp"], {"report_views": 2}, None, 100,
+                         api_name="/distill")
+    assert job.startswith("distill-")
+    state = wait(client, sid, job)
+    assert state["status"] == "done", state
+    run = Path(state["result"])
+    config = json.loads((run / "config.json").read_text())
+    assert config["field"] == "tensorf-cp" and run.is_relative_to(gui.workspace.session(sid).runs)
+    assert Path(config["distill"]["teacher"]) == Path(teacher["result"]).resolve()
+    assert config["distill"]["report_views"] == 2  # the options reached the engine
+    assert (find_checkpoint(run) / "model.safetensors").is_file() and load_step(run) == 100
+    report = state["report"]
+    assert report["student_field"] == "tensorf-cp" and report["teacher_field"] == "hashgrid"
+    for key in ("student_psnr", "teacher_psnr", "fidelity_psnr"):
+        assert math.isfinite(report[key]) and report[key] > 5, report
+    # the Convert panel (the poll's second live panel) shows the report and the distillation's curves
+    status, loss = gui.poll(sid)[4:6]
+    assert f"student (tensorf-cp) {report['student_psnr']:.2f} dB" in status
+    assert f"random views: {report['fidelity_psnr']:.2f} dB" in status
+    assert len(loss) >= 5
+    with pytest.raises(AppError, match="no conversion is running"):  # Convert's buttons act on its distillations
+        client.predict(sid, api_name="/pause_distill")
+
+    client.predict(sid, str(run), 0.02, api_name="/resume_run")
+    resumed = gui.latest(sid, "distill")
+    assert resumed.id != job and resumed.info["run"] == str(run)
+    state = wait(client, sid, resumed.id)
+    assert state["status"] == "done" and state["report"]["steps"] > 100, state
+    assert json.loads((run / "config.json").read_text())["distill"] == config["distill"]
 
 
 def test_compare_renders_each_run_from_one_camera(app, fitted):
