@@ -84,7 +84,10 @@ def student_trainer(teacher: TrainerConfig, distill: DistillConfig, steps: int |
 
 def make_distiller(model: torch.nn.Module, grid: OccupancyGrid, train: PosedImages, config: TrainerConfig,
                    held_out: PosedImages | None, device: str, teacher: Teacher, distill: DistillConfig) -> Trainer:
-    """The distiller of the student's kind, its grid a copy of the teacher's."""
+    """The distiller of the student's kind, its grid a copy of the teacher's (a splat teacher's refreshed
+    first: runs saved before `refresh_grid` counted the cells holding Gaussians lack thin ones)."""
+    if teacher.kind == "splats":
+        teacher.trainer.refresh_grid()
     grid.load_state_dict(teacher.trainer.grid.state_dict())
     cls = SplatDistiller if getattr(model, "kind", "volume") == "splats" else VolumeDistiller
     return cls(model, grid, train, config, held_out, device, teacher, distill)

@@ -178,11 +178,15 @@ class SplatTrainer(Trainer):
     def refresh_grid(self) -> None:
         """The occupancy grid from the splats' density at every cell centre (excluded cells stay so), for the
         exporters; centres in chunks, so the torch twin of the query stays within memory too."""
-        grid = self.grid
+        grid, model = self.grid, self.model
         cells = torch.arange(grid.n_cells, device=grid.aabb.device).split(REFRESH_CHUNK)
-        sigma = torch.cat([self.model.density(grid.cell_points(i, torch.full((len(i), 3), 0.5, device=i.device)))
+        sigma = torch.cat([model.density(grid.cell_points(i, torch.full((len(i), 3), 0.5, device=i.device)))
                            for i in cells])
-        grid.assign_(sigma.view(grid.levels, *[grid.resolution] * 3) * self.step_size, threshold=self.config.grid_threshold)
+        values = sigma.view(grid.levels, *[grid.resolution] * 3) * self.step_size
+        # Gaussians far thinner than a cell have no density at its centre (mcmc's scale regulariser takes mic's to
+        # 1e-9): the cells holding a visible Gaussian's mean, and their neighbours, count as occupied too
+        held = grid.holding(model.means[model.opacities >= model.config.prune_opacity].detach())
+        grid.assign_(torch.where(held, values.clamp(min=1.0), values), threshold=self.config.grid_threshold)
         self.state.occupied_fraction = self.grid.occupied_fraction()
 
     def iterate(self) -> Iterator[TrainState]:

@@ -114,6 +114,18 @@ class OccupancyGrid(torch.nn.Module):
         occupancy = self.binary() if occupancy is None else occupancy
         return occupancy.flatten()[cell] & inside
 
+    def holding(self, x: Tensor, dilate: int = 1) -> Tensor:
+        """bool [levels, R, R, R]: the cells holding any of the world points x [N, 3], grown by `dilate`
+        cells in every direction (within each cascade)."""
+        r = self.resolution
+        cell, inside = reference.grid_cells(x, self.box, r, self.levels)
+        mask = torch.zeros(self.n_cells, device=self.occs.device)
+        mask[cell[inside]] = 1.0
+        mask = mask.view(self.levels, 1, r, r, r)
+        if dilate:
+            mask = torch.nn.functional.max_pool3d(mask, 2 * dilate + 1, stride=1, padding=dilate)
+        return mask.view(self.levels, r, r, r).bool()
+
     def occupied_bounds(self) -> Tensor | None:
         """World box [6] around the occupied cells of the base cascade (None when none is occupied)."""
         cells = self.binary()[0].nonzero()  # [K, 3]
