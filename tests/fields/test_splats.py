@@ -268,7 +268,9 @@ def test_density_holds_with_gaussians_of_every_size(monkeypatch):
 
 def test_the_grid_of_a_splat_run_is_their_density_at_the_cell_centres(shapes_scene, tmp_path, monkeypatch):
     """What the exporters read: every cell's estimate is sigma x step at its centre (a Gaussian larger
-    than the whole box reaches every cell), in chunks of centres; excluded cells stay excluded."""
+    than the whole box reaches every cell), at least 1 in the cells holding a visible Gaussian's mean and
+    their neighbours (thin Gaussians have no density at a centre), in chunks of centres; excluded cells
+    stay excluded."""
     monkeypatch.setattr("onefield.app.splat_trainer.REFRESH_CHUNK", 1000)
     config = TrainerConfig(steps=4, eval_every=0, checkpoint_every=0)
     job = FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {"init_count": 300}, config, tmp_path)
@@ -283,6 +285,10 @@ def test_the_grid_of_a_splat_run_is_their_density_at_the_cell_centres(shapes_sce
     with torch.no_grad():
         expected = trainer.model.density(centres) * trainer.step_size
     assert float(expected.min()) > 0
+    m = trainer.model
+    held = grid.holding(m.means[m.opacities >= m.config.prune_opacity].detach()).flatten()
+    assert 0 < float(held.float().mean()) < 1
+    expected = torch.where(held, expected.clamp(min=1.0), expected)
     torch.testing.assert_close(grid.occs[~excluded], expected[~excluded])
     assert bool((grid.occs[excluded] < 0).all())
     assert 0 < trainer.state.occupied_fraction == grid.occupied_fraction()
