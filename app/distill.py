@@ -149,14 +149,11 @@ class DistillJob(FitJob):
         record = dict(config.distill)
         teacher_run = Path(record.pop("teacher"))
         field, teacher_step = record.pop("teacher_field"), record.pop("teacher_step")
-        distill = DistillConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+        distill = fields.registry.config_from_dict(DistillConfig, record, f"{run_dir}/config.json distill")
         if not (teacher_run / "config.json").is_file():
             raise UserError(f"{run_dir} was distilled from {teacher_run}, which is gone: the run renders and exports "
                             "as it is, but its distillation cannot continue")
-        if steps is not None:
-            config.trainer["steps"] = steps
-        if minutes is not None:
-            config.trainer["minutes"] = minutes
+        config.raise_budget(steps, minutes)
         device = torch_device(device or config.device)
         train, held_out, _ = config.data.load()
         teacher = load_teacher(teacher_run, device)

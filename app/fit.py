@@ -58,10 +58,7 @@ class FitJob:
         if config.distill is not None:
             raise UserError(f"{run_dir} is a distillation: continue it with DistillJob.resume (`onefield resume` "
                             "chooses it)")
-        if steps is not None:
-            config.trainer["steps"] = steps
-        if minutes is not None:
-            config.trainer["minutes"] = minutes
+        config.raise_budget(steps, minutes)
         device = torch_device(device or config.device)
         train, held_out, _ = config.data.load()
         model, grid = build_model(config, device)

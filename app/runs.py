@@ -107,6 +107,13 @@ class RunConfig:
         except (json.JSONDecodeError, TypeError, KeyError) as error:
             raise UserError(f"{path}: not a valid onefield run config ({error}).") from error
 
+    def raise_budget(self, steps: int | None, minutes: float | None) -> None:
+        """Give a resumed run a new step limit and / or time budget (None keeps the saved one)."""
+        if steps is not None:
+            self.trainer["steps"] = steps
+        if minutes is not None:
+            self.trainer["minutes"] = minutes
+
     def trainer_config(self) -> TrainerConfig:
         """The run's trainer settings; runs saved before the sampler and distortion options existed
         trained with the grid and no distortion loss."""
