@@ -10,7 +10,7 @@ DEPS := numpy==2.4.6 imageio==2.38.1 imageio-ffmpeg==0.8.1 pillow==12.3.0 ninja=
         pytest==9.2.0 nerfacc==0.5.3 rich==15.0.0 tyro==1.0.17 safetensors==0.8.0 scikit-image==0.26.0 \
         open3d-cpu==0.19.0 pycolmap==4.2.1 scipy==1.17.1 trimesh==4.12.2 xatlas==0.0.11 \
         gradio==6.31.0 gradio_client==2.7.2 pandas==2.3.3 plotly==7.1.0 playwright==1.65.2 \
-        gsplat==1.5.3 jaxtyping==0.3.11 wadler_lindig==0.1.8
+        gsplat==1.5.3 jaxtyping==0.3.11 wadler_lindig==0.1.8 ray==2.60.0 pyyaml==6.0.4
 STAMP := $(VENV)/.onefield-installed
 CSRC := $(wildcard cuda_ext/csrc/*)
 # CUDA compile check (no GPU needed): a CUDA build of torch in a cached venv outside the repo.

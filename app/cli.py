@@ -6,7 +6,6 @@ no file here, and a backend whose module cannot be imported breaks only `--field
 """
 
 import inspect
-import json
 import sys
 import warnings
 from collections.abc import Callable
@@ -442,16 +441,12 @@ def eval_mesh(mesh: Positional[Path], gt: Path, points: int = 200_000, out: Path
         points: surface samples per mesh.
         out: JSON file (default: MESH with the suffix .eval.json).
     """
-    from onefield.scenes.mesh_scene import load_mesh
-
-    from .mesh_metrics import score_mesh
+    from .mesh_metrics import score_mesh_file
 
     try:
-        score = score_mesh(load_mesh(mesh), load_mesh(gt), points)
+        score, path = score_mesh_file(mesh, gt, points, out)
     except USER_ERRORS as error:
         return _fail("eval-mesh", error)
-    path = out or mesh.with_suffix(".eval.json")
-    path.write_text(json.dumps({"mesh": str(mesh), "gt": str(gt), **score.to_dict()}, indent=1))
     fs = "  ".join(f"F@{k} {v:.4f}" for k, v in score.fscore.items())
     print(f"Chamfer {score.chamfer:.5f} (of the diagonal {score.diagonal:.3f})  {fs}  "
           f"normal consistency {score.normal_consistency:.4f}")
@@ -484,6 +479,71 @@ def mesh_scene(mesh: Positional[Path], out: Positional[Path], texture: Path | No
     return 0
 
 
+def batch(plan: Positional[Path | None] = None, scenes: tuple[Path, ...] = (), fields: tuple[str, ...] = (),
+          minutes: float | None = None, steps: int | None = None, downscale: float | None = None,
+          export: tuple[Literal["mesh"], ...] = (), out: Path | None = None, device: str | None = None,
+          jobs: int | None = None, threads: int | None = None, ray: str | None = None, gpus: float = 0.0,
+          retries: int = 2) -> int:
+    """Fit every scene with every backend (plus the plan's distillations and mesh exports), locally or on
+    a Ray cluster, then write OUT/report.html, results.csv and results.json. Running the same plan again
+    skips the finished cells and resumes the interrupted ones from their checkpoints.
+
+    Args:
+        plan: a YAML or TOML plan file (see docs/batch.md); the options below override its keys.
+        scenes: dataset folders (as `fit` takes them).
+        fields: backends, e.g. hashgrid tensorf-cp splats.
+        minutes: training-time budget per cell (with --steps: whichever comes first).
+        steps: step budget per cell.
+        downscale: divide every scene's image size by this (a scene of the plan may name its own).
+        export: what each cell exports: mesh (scored by F-score where the dataset has a mesh.ply).
+        out: output root (default: the plan's, else batch-runs).
+        device: cpu or cuda (default: the plan's, else cpu; cuda where --gpus is given).
+        jobs: cells at once on this machine (default: cores / threads).
+        threads: CPU threads per cell (default: 2, or cores / jobs).
+        ray: the address of an existing Ray cluster (e.g. 127.0.0.1:6379) to run the cells on as tasks.
+        gpus: GPUs per cell on the Ray cluster (fractions share one).
+        retries: starts again of a cell whose worker was killed (it resumes from its checkpoint).
+    """
+    from .batch.plan import make_plan, read_plan_file
+    from .progress import batch_with_progress
+
+    _show_warnings()
+    given = {"scenes": [str(p.resolve()) for p in scenes] or None, "fields": list(fields) or None,
+             "minutes": minutes, "steps": steps, "downscale": downscale, "export": list(export) or None,
+             "out": str(out) if out is not None else None,
+             "device": device or ("cuda" if gpus > 0 else None)}
+    try:
+        raw = read_plan_file(plan) if plan is not None else {}
+        if minutes is not None or steps is not None:  # a budget on the command line replaces the file's
+            raw.pop("minutes", None), raw.pop("steps", None)
+        raw |= {k: v for k, v in given.items() if v is not None}
+        spec = make_plan(raw, plan.parent if plan is not None else Path("."))
+        if spec.minutes is None and spec.steps is None:
+            raise UserError("give each cell a budget: --minutes M and / or --steps N (or minutes: / steps: in the plan)")
+    except USER_ERRORS as error:
+        return _fail("batch", error)
+    try:
+        return batch_with_progress(spec, jobs=jobs, threads=threads, ray=ray, gpus=gpus, retries=retries)
+    except USER_ERRORS as error:
+        return _fail("batch", error)
+
+
+def report(runs: Positional[Path]) -> int:
+    """Rebuild a batch's report (report.html, results.csv, results.json) from the run folders under RUNS.
+
+    Args:
+        runs: a batch's output folder, or any folder holding run folders.
+    """
+    from .batch.report import write_report
+
+    try:
+        rows, path = write_report(runs)
+    except USER_ERRORS as error:
+        return _fail("report", error)
+    print(f"{len(rows)} cell(s); report: {path} (results.csv, results.json)")
+    return 0
+
+
 def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("workspace"), share: bool = False,
         trainings: int = 1) -> int:
     """Serve the GUI in a browser: data -> fit -> view -> export -> compare, runs kept in WORKSPACE.
@@ -511,7 +571,7 @@ def gui(host: str = "127.0.0.1", port: int = 7860, workspace: Path = Path("works
 
 COMMANDS: dict[str, Callable[..., int]] = {
     "process": process, "fit": fit_command(None), "distill": distill_command(None), "resume": resume, "eval": eval, "render": render, "compare": compare, "slim": slim,
-    "export": export, "import-splats": import_splats, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "demo": demo, "gui": gui, "info": info}
+    "export": export, "import-splats": import_splats, "eval-mesh": eval_mesh, "mesh-scene": mesh_scene, "batch": batch, "report": report, "demo": demo, "gui": gui, "info": info}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,9 +106,10 @@ class DistillJob(FitJob):
     @classmethod
     def create(cls, teacher_run: Path, field: str, field_config: Any = None, distill: DistillConfig | None = None,
                steps: int | None = None, minutes: float | None = None, out: Path = Path("runs"),
-               device: str | None = None) -> "DistillJob":
-        """A new run of backend `field` (config: its dataclass, a dict or None) taught by `teacher_run`;
-        the budget is `steps` / `minutes` (none: the teacher's)."""
+               device: str | None = None, name: str | None = None) -> "DistillJob":
+        """A new run of backend `field` (config: its dataclass, a dict or None) taught by `teacher_run`,
+        under `out/<scene>/<field>/` (named `name`, else by the time); the budget is `steps` / `minutes`
+        (none: the teacher's)."""
         distill = distill or DistillConfig()
         distill.check()
         check_output_folder(out)
@@ -128,7 +129,7 @@ class DistillJob(FitJob):
                            teacher_config.grid_resolution, dataclasses.asdict(trainer_config), device,
                            teacher_config.grid_levels, distill=cls._record(teacher, distill))
         model, grid = build_model(config, device)
-        run_dir = new_run_dir(out, config.scene, field)
+        run_dir = new_run_dir(out, config.scene, field, name)
         config.save(run_dir)
         trainer = make_distiller(model, grid, train, trainer_config, held_out, device, teacher, distill)
         return cls(run_dir, config, trainer, teacher)

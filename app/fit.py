@@ -30,7 +30,9 @@ class FitJob:
 
     @classmethod
     def create(cls, data: DataSpec, field: str, field_config: Any, trainer_config: TrainerConfig,
-               out: Path = Path("runs"), device: str = "cpu", grid_resolution: int | None = None) -> "FitJob":
+               out: Path = Path("runs"), device: str = "cpu", grid_resolution: int | None = None,
+               name: str | None = None) -> "FitJob":
+        """A new run under `out/<scene>/<field>/` (named `name`, else by the time)."""
         trainer_config.check()
         check_output_folder(out)  # before the data is read: fail in a second, not after a minute
         device = torch_device(device)
@@ -45,7 +47,7 @@ class FitJob:
                            grid_resolution or trainer_config.grid_resolution, asdict(trainer_config), device,
                            train.cascades)
         model, grid = build_model(config, device)
-        run_dir = new_run_dir(out, config.scene, field)
+        run_dir = new_run_dir(out, config.scene, field, name)
         config.save(run_dir)
         return cls(run_dir, config, make_trainer(model, grid, train, trainer_config, held_out, device))
 

@@ -14,13 +14,16 @@ bounding-box diagonal so that scores compare across scenes.
   ground-truth (or mesh) triangle, over both directions (Occupancy Networks' definition).
 """
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import open3d as o3d
 import trimesh
 
 from onefield.errors import UserError
+from onefield.scenes.mesh_scene import load_mesh
 
 DEFAULT_THRESHOLDS = (0.005, 0.01)  # F-score thresholds as fractions of the ground truth's diagonal
 
@@ -41,7 +44,7 @@ class MeshScore:
         return asdict(self)
 
 
-def _label(tau: float) -> str:
+def threshold_label(tau: float) -> str:
     return f"{100 * tau:g}%"
 
 
@@ -84,7 +87,7 @@ def score_mesh(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, n_points: int = 200_0
     fscore, precision, recall = {}, {}, {}
     for tau in thresholds:
         p, r = float((to_gt < tau).mean()), float((to_mesh < tau).mean())
-        key = _label(tau)
+        key = threshold_label(tau)
         precision[key], recall[key] = p, r
         fscore[key] = 2 * p * r / (p + r) if p + r > 0 else 0.0
     consistency = 0.5 * (np.abs((normals * gt_normal_at).sum(1)).mean()
@@ -93,3 +96,12 @@ def score_mesh(mesh: trimesh.Trimesh, gt: trimesh.Trimesh, n_points: int = 200_0
     return MeshScore(chamfer=0.5 * (accuracy + completeness), accuracy=accuracy, completeness=completeness,
                      fscore=fscore, precision=precision, recall=recall, normal_consistency=float(consistency),
                      diagonal=diagonal, n_points=n_points)
+
+
+def score_mesh_file(mesh: Path, gt: Path, n_points: int = 200_000, out: Path | None = None) -> tuple[MeshScore, Path]:
+    """Score the mesh file `mesh` against the file `gt` and write the scores as JSON (default: MESH with
+    the suffix .eval.json); returns (scores, JSON path)."""
+    score = score_mesh(load_mesh(mesh), load_mesh(gt), n_points)
+    path = Path(out) if out is not None else Path(mesh).with_suffix(".eval.json")
+    path.write_text(json.dumps({"mesh": str(mesh), "gt": str(gt), **score.to_dict()}, indent=1))
+    return score, path

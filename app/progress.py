@@ -80,3 +80,42 @@ def train_with_progress(job: FitJob, console: Console | None = None) -> int:
     print(f"run: {job.run_dir.resolve()}")
     sys.stdout.flush()
     return 0
+
+
+def batch_with_progress(plan, console: Console | None = None, **options) -> int:
+    """Run a batch plan (`app.batch.run_batch` options) with one bar for the whole batch and a line per
+    finished cell; returns the command's exit code (1 when a cell failed)."""
+    import time
+
+    from .batch.pool import DONE, FAILED, PENDING, RUNNING, SKIPPED, eta_seconds, run_batch
+
+    console = console or Console(stderr=True)
+    columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[status]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("batch", total=None, status="")
+        announced = []
+
+        def on_change(batch, cell) -> None:
+            if not announced:
+                announced.append(True)
+                console.print(f"batch: {len(batch.states)} cell(s) in {batch.out} on {batch.executor_name}; "
+                              f"{batch.count(SKIPPED)} finished before")
+            if cell is not None and cell.status in (DONE, FAILED):
+                r = cell.record
+                what = (f"{r['psnr']:.2f} dB, {r['steps']} steps in {r['seconds']:.0f} s" if r.get("psnr") is not None
+                        else r.get("error", "").splitlines()[0] if cell.status == FAILED else "no held-out views")
+                console.print(f"{cell.status:>6} {cell.cell.key}: {what}")
+            eta = eta_seconds(list(batch.states.values()), batch.slots, time.time())
+            status = (f"{batch.count(DONE)} done, {batch.count(RUNNING)} running, {batch.count(FAILED)} failed, "
+                      f"{batch.count(PENDING)} waiting | ETA {'-' if eta is None else f'{eta:.0f}s'}")
+            progress.update(task, total=len(batch.states), completed=batch.count(DONE, SKIPPED, FAILED), status=status)
+
+        try:
+            batch = run_batch(plan, on_change=on_change, **options)
+        except KeyboardInterrupt:
+            console.print(f"interrupted: the running cells saved a checkpoint. Run the same plan again to go on "
+                          f"(finished cells are skipped).")
+            return 130
+    console.print(f"report: {batch.out / 'report.html'} (results.csv, results.json)")
+    return 1 if batch.count(FAILED) else 0

@@ -141,9 +141,16 @@ def unique_child(folder: Path, name: str) -> Path:
     return path
 
 
-def new_run_dir(out: Path, scene: str, backend: str) -> Path:
+def new_run_dir(out: Path, scene: str, backend: str, name: str | None = None) -> Path:
+    """`out/scene/backend/<timestamp>`, or `out/scene/backend/name` (a batch cell's fixed place), which
+    must not exist yet."""
     check_output_folder(out)
-    run_dir = unique_child(Path(out) / scene / backend, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if name is None:
+        run_dir = unique_child(Path(out) / scene / backend, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    else:
+        run_dir = Path(out) / scene / backend / name
+        if run_dir.exists():
+            raise UserError(f"{run_dir} exists already: resume it (`onefield resume {run_dir}`) or remove it")
     for sub in ("checkpoints", "renders", "exports"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     return run_dir
