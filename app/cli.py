@@ -510,7 +510,7 @@ def batch(plan: Positional[Path | None] = None, scenes: tuple[Path, ...] = (), f
     _show_warnings()
     given = {"scenes": [str(p.resolve()) for p in scenes] or None, "fields": list(fields) or None,
              "minutes": minutes, "steps": steps, "downscale": downscale, "export": list(export) or None,
-             "out": str(out) if out is not None else None,
+             "out": str(out.resolve()) if out is not None else None,
              "device": device or ("cuda" if gpus > 0 else None)}
     try:
         raw = read_plan_file(plan) if plan is not None else {}

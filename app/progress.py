@@ -89,7 +89,7 @@ def batch_with_progress(plan, console: Console | None = None, **options) -> int:
 
     from .batch.pool import DONE, FAILED, PENDING, RUNNING, SKIPPED, eta_seconds, run_batch
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)  # a line per cell, also in logs
     columns = (TextColumn("[bold]batch"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     with Progress(*columns, console=console, transient=False) as progress:

@@ -22,6 +22,7 @@ import imageio.v3 as iio
 import torch
 
 from onefield import fields
+from onefield.fields.registry import config_from_dict
 
 from ..checkpoint import MissingRunFile, find_checkpoint
 from ..distill import DistillConfig, DistillJob, resume_run
@@ -86,9 +87,9 @@ def _start(cell: Cell) -> tuple[FitJob, int | None]:
     out, name = run_dir.parents[2], run_dir.name
     field_config = fields.make_config(cell.field, cell.field_options)
     if cell.teacher is None:
-        trainer = TrainerConfig(**cell.trainer)
+        trainer = config_from_dict(TrainerConfig, cell.trainer, f"{cell.key} trainer")
         return FitJob.create(DataSpec(**cell.data), cell.field, field_config, trainer, out, cell.device, name=name), None
-    distill = DistillConfig(**cell.distill)
+    distill = config_from_dict(DistillConfig, cell.distill, f"{cell.key} distill")
     return DistillJob.create(Path(cell.teacher), cell.field, field_config, distill, *budget, out, cell.device,
                              name), None
 

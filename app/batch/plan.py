@@ -239,13 +239,14 @@ def _distillation(entry: Any) -> Distillation:
 
 def make_plan(raw: dict[str, Any], base: Path = Path(".")) -> BatchPlan:
     """A checked plan from plain data (a plan file's, with command-line options laid over it); relative
-    scene paths are taken from `base` (the plan file's folder)."""
+    scene and output paths are taken from `base` (the plan file's folder)."""
     export = raw.get("export") or []
     export = [export] if isinstance(export, str) else list(export)
     if set(export) - {"mesh"}:
         raise UserError(f"export: only 'mesh' is exported per cell, got {export}")
     plan = BatchPlan(scenes=[_scene(s, base, float(raw.get("downscale") or 1.0)) for s in raw.get("scenes") or []],
-                     fields=_fields(raw.get("fields") or []), out=Path(raw.get("out") or "batch-runs"),
+                     fields=_fields(raw.get("fields") or []),
+                     out=(base / Path(raw.get("out") or "batch-runs").expanduser()).resolve(),
                      minutes=raw.get("minutes"), steps=raw.get("steps"),
                      trainer=_mapping(raw.get("trainer"), "trainer"),
                      distill=[_distillation(d) for d in raw.get("distill") or []], export_mesh="mesh" in export,
