@@ -208,7 +208,8 @@ td:first-child{text-align:left}tr.best td{font-weight:600;background:#eef7ee}pre
 max-width:420px;margin:0;font-size:11px;color:#a00}svg.curves text{font-size:11px}td img{min-width:96px;image-rendering:pixelated}"""
 
 
-def write_html(rows: list[dict[str, Any]], root: Path, path: Path) -> None:
+def report_html(rows: list[dict[str, Any]], root: Path) -> str:
+    """The report page of `rows` (`collect`), self-contained: styles inline, thumbnails as data URLs."""
     scenes: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         scenes.setdefault(str(r["scene"]), []).append(r)
@@ -217,8 +218,8 @@ def write_html(rows: list[dict[str, Any]], root: Path, path: Path) -> None:
             f"<p>{len(rows)} cell(s) over {len(scenes)} scene(s); {failed} failed. ★: the best of the scene. "
             "Rows: results.csv, results.json.</p>"]
     body += [_scene_section(scene, scene_rows) for scene, scene_rows in scenes.items()]
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>onefield batch</title><style>{STYLE}"
-                    f"</style></head><body>{''.join(body)}</body></html>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>onefield batch</title><style>{STYLE}</style>"
+            f"</head><body>{''.join(body)}</body></html>")
 
 
 def write_report(root: Path) -> tuple[list[dict[str, Any]], Path]:
@@ -227,5 +228,5 @@ def write_report(root: Path) -> tuple[list[dict[str, Any]], Path]:
     rows = collect(root)
     (root / "results.json").write_text(json.dumps(rows, indent=1))
     write_csv(rows, root / "results.csv")
-    write_html(rows, root, root / "report.html")
+    (root / "report.html").write_text(report_html(rows, root))
     return rows, root / "report.html"

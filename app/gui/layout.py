@@ -135,6 +135,14 @@ def build(gui: Gui) -> gr.Blocks:
                         downloads = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
                         cloud = gr.File(label="point cloud", elem_id="cloud")
             with gr.Tab("Compare", id="compare"):
+                with gr.Row():
+                    batch_dir = gr.Dropdown([], label="batch output folder (`onefield batch --out WORKSPACE/runs/NAME`)",
+                                            elem_id="batch-dir", **listed)
+                    batch_btn = gr.Button("Open batch", elem_id="batch-btn")
+                batch_table = gr.Dataframe(label="the batch's cells", elem_id="batch-table")
+                with gr.Accordion("report", open=True):
+                    batch_report = gr.HTML(elem_id="batch-report")
+                    batch_file = gr.File(label="report.html", elem_id="batch-file")
                 compare_runs = gr.Dropdown([], multiselect=True, label="runs", elem_id="compare-runs", **listed)
                 with gr.Row():
                     compare_output = gr.Radio(list(OUTPUTS), value="rgb", label="output")
@@ -152,7 +160,7 @@ def build(gui: Gui) -> gr.Blocks:
                 jobs_table = gr.Dataframe(label="this session's jobs", elem_id="jobs-table")
 
         run_lists = [view_run, export_run, convert_run, compare_runs, runs_run]
-        page.load(gui.start, sid, [sid, dataset, *run_lists, runs_table, banner], api_name="session")
+        page.load(gui.start, sid, [sid, dataset, *run_lists, runs_table, banner, batch_dir], api_name="session")
         upload_btn.click(gui.upload, [sid, files, *process_inputs], [upload_msg, files], api_name="upload")
         dataset.change(gui.show_dataset, [sid, dataset], [scene, dataset_msg], api_name="dataset")
         fit_msg = fit_panel[0]
@@ -192,7 +200,9 @@ def build(gui: Gui) -> gr.Blocks:
                         api_name="export_pointcloud")
         compare_btn.click(gui.compare, [sid, compare_runs, compare_output, compare_size], [compare_table, compare_image],
                           api_name="compare")
-        refresh_btn.click(gui.refresh, sid, [dataset, *run_lists, runs_table], api_name="refresh")
+        refresh_btn.click(gui.refresh, sid, [dataset, *run_lists, runs_table, batch_dir], api_name="refresh")
+        batch_btn.click(gui.open_batch, [sid, batch_dir], [batch_table, batch_report, batch_file, compare_runs],
+                        api_name="open_batch")
         resume_run_btn.click(gui.resume, [sid, runs_run, more_minutes], fit_msg, api_name="resume_run")
 
         # Programmatic doors (gradio_client): the same handlers with options as JSON.

@@ -11,6 +11,7 @@ itself: it calls the engine's jobs and the viewer (`app/view.py`).
 """
 
 import functools
+import html
 import math
 import shutil
 import tempfile
@@ -50,7 +51,7 @@ SETTLE_SECONDS = 0.3  # a view that rests this long after a coarse preview is re
 MAX_SIZE, MAX_VIDEO_SIZE = 1024, 512  # px, longest side: a request cannot ask the server for more
 PUBLISHED_SECONDS = 3600  # copies handed to gradio are removed after an hour
 MAX_POINTS = 2000  # newest points of the live curves sent to the page
-SHOWN_DIGITS = {"seconds": 1, "psnr": 2, "ssim": 4, "size_mb": 2}  # the runs and compare tables
+SHOWN_DIGITS = {"seconds": 1, "psnr": 2, "ssim": 4, "size_mb": 2, "fscore": 4, "chamfer": 5}  # the runs and compare tables
 # Options the page sets itself (the budget) or that need a GUI of their own, left out of the forms.
 TRAINER_OWN = ("steps", "minutes")
 # The GUI's trainer defaults: a held-out point on the PSNR curve every 500 steps (4 views: cheap),
@@ -162,9 +163,14 @@ class Gui:
                 find_checkpoint(run)
             except (MissingRunFile, FileNotFoundError):
                 continue
-            where = "" if run.is_relative_to(session.runs) else " (shared)"
-            labels.append((f"{run.parent.parent.name} / {run.parent.name} / {run.name}{where}", str(run)))
+            root = session.runs if run.is_relative_to(session.runs) else session.workspace.shared_runs
+            where = "" if root == session.runs else " (shared)"
+            labels.append((" / ".join(run.relative_to(root).parts) + where, str(run)))
         return labels
+
+    def batch_choices(self, session: Session) -> list[tuple[str, str]]:
+        """Batch output folders, labelled as the page shows paths."""
+        return [(self.label(session, b), str(b)) for b in session.batch_dirs()]
 
     def dataset_choices(self, session: Session) -> list[tuple[str, str]]:
         return [(DEMO, DEMO)] + [(p.name + ("" if p.is_relative_to(session.data) else " (shared)"), str(p))
@@ -192,7 +198,8 @@ class Gui:
         one = gr.update(choices=runs, value=run)  # the lists in layout's `run_lists` order
         return (session.id, gr.update(choices=self.dataset_choices(session)), one, one, one,
                 gr.update(choices=runs, value=[]), one, self.runs_table(session),
-                f"session `{session.id[:8]}` · workspace `{self.workspace.root}`")
+                f"session `{session.id[:8]}` · workspace `{self.workspace.root}`",
+                gr.update(choices=self.batch_choices(session)))
 
     @_user_errors
     def upload(self, sid: str, files: list[str] | None, *process_values):
@@ -514,6 +521,29 @@ class Gui:
         table = pd.DataFrame([r | {"run": self.label(session, r["run"])} for r in rows]).round(SHOWN_DIGITS)
         return table, view.side_by_side(images, labels)
 
+    @_user_errors
+    def open_batch(self, sid: str, batch: str):
+        """A batch's cells (a table), its report (rebuilt from its run folders, written nowhere: a shared
+        batch is read-only) as a page and a download, and its finished cells chosen for Compare."""
+        from ..batch.report import COLUMNS, collect, report_html
+
+        session = self.session(sid)
+        path = session.resolve(batch, "batch")
+        if not (path / "batch.json").is_file():
+            raise UserError(f"{self.label(session, path)} is not a batch output folder (no batch.json): run "
+                            f"`onefield batch --out {path}` to make one")
+        rows = collect(path)
+        page = report_html(rows, path)
+        out = session.root / "reports" / f"{safe_name(path.name, 'batch')}.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(page)
+        table = pd.DataFrame([{k: r.get(k) for k in COLUMNS} | {"run": self.label(session, r["run"])} for r in rows])
+        frame = f'<iframe title="batch report" srcdoc="{html.escape(page)}" style="width:100%;height:640px;border:0"></iframe>'
+        done = [r["run"] for r in rows if r["status"] in ("done", "skipped") and r.get("psnr") is not None]
+        runs = self.run_choices(session)
+        return (table.round(SHOWN_DIGITS), frame, self.publish(out),
+                gr.update(choices=runs, value=[r for r in done if r in {v for _, v in runs}]))
+
     def runs_table(self, session: Session) -> pd.DataFrame:
         rows = []
         for run in session.run_dirs():
@@ -528,7 +558,8 @@ class Gui:
         session = self.session(sid)
         runs = self.run_choices(session)
         keep = gr.update(choices=runs)
-        return (gr.update(choices=self.dataset_choices(session)), *(keep,) * 5, self.runs_table(session))
+        return (gr.update(choices=self.dataset_choices(session)), *(keep,) * 5, self.runs_table(session),
+                gr.update(choices=self.batch_choices(session)))
 
     @_user_errors
     def resume(self, sid: str, run: str, minutes: float | None):

@@ -73,13 +73,25 @@ class Session:
                 found += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         return found
 
-    def run_dirs(self) -> list[Path]:
-        """Run folders (those with a config.json), newest first: this session's and the shared ones."""
+    def run_roots(self) -> tuple[Path, Path]:
+        return self.runs, self.workspace.shared_runs
+
+    def batch_dirs(self) -> list[Path]:
+        """Batch output folders (with a batch.json): a runs folder itself (`onefield batch --out
+        WORKSPACE/runs`) or a folder in it (`--out WORKSPACE/runs/<name>`), this session's and the shared ones."""
         found = []
-        for root in (self.runs, self.workspace.shared_runs):
+        for root in self.run_roots():
+            found += sorted(p.parent for p in (*root.glob("batch.json"), *root.glob("*/batch.json")))
+        return found
+
+    def run_dirs(self) -> list[Path]:
+        """Run folders (those with a config.json), newest first: this session's and the shared ones, and the
+        cells of the batches in them."""
+        found = []
+        for root in (*self.run_roots(), *self.batch_dirs()):
             if root.is_dir():
                 found += [p.parent for p in root.glob("*/*/*/config.json")]
-        return sorted(found, key=lambda p: p.name, reverse=True)
+        return sorted(dict.fromkeys(found), key=lambda p: p.name, reverse=True)
 
 
 class Workspace:

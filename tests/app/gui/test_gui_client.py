@@ -191,6 +191,43 @@ def test_compare_renders_each_run_from_one_camera(app, fitted):
     assert np.asarray(Image.open(image)).shape[1] >= 2 * 96  # side by side
 
 
+def test_compare_opens_a_batch_lists_its_cells_and_compares_them(app, shapes_scene, tmp_path):
+    from onefield.app.batch import make_plan, run_batch
+
+    page, gui, client = app
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "transforms.json").write_text("{")
+    out = gui.workspace.shared_runs / "nightly"
+    plan = make_plan({"out": str(out), "steps": 100, "scenes": [str(shapes_scene.root), str(broken)],
+                      "fields": {"hashgrid": SHAPES_FIELD}, "trainer": SHAPES_TRAINER})
+    run_batch(plan, jobs=1, threads=2)
+    sid = client.predict(None, api_name="/session")[0]
+    session = gui.workspace.session(sid)
+    assert gui.batch_choices(session) == [("shared/runs/nightly", str(out))]
+    cell = str(out / shapes_scene.root.name / "hashgrid" / "batch")
+    assert (f"nightly / {shapes_scene.root.name} / hashgrid / batch (shared)", cell) in gui.run_choices(session)
+
+    files = lambda: {p: p.stat().st_mtime_ns for p in out.rglob("*")}  # noqa: E731
+    before = files()
+    table, report, download, chosen = client.predict(sid, str(out), api_name="/open_batch")
+    status, error = table["headers"].index("status"), table["headers"].index("error")
+    assert sorted(row[status] for row in table["data"]) == ["done", "failed"]
+    assert any("transforms.json" in str(row[error]) for row in table["data"])
+    assert report.startswith("<iframe") and "held-out view" in report and "base64" in report
+    assert "<h2>" in Path(download).read_text() and files() == before  # a shared batch is read-only
+    assert chosen["value"] == [cell]  # the finished cells, chosen for Compare
+    rows, image = client.predict(sid, chosen["value"], "rgb", 64, api_name="/compare")
+    assert rows["data"][0][rows["headers"].index("psnr")] > 12
+    other = client.predict(None, api_name="/session")[0]
+    private = gui.workspace.session(sid).runs / "mine"
+    shutil.copytree(out, private)
+    with pytest.raises(AppError, match="outside this session's workspace"):
+        client.predict(other, str(private), api_name="/open_batch")
+    with pytest.raises(AppError, match="not a batch output folder"):
+        client.predict(sid, cell, api_name="/open_batch")
+
+
 def test_sessions_are_kept_apart_and_paths_stay_inside(app, fitted):
     page, gui, client = app
     sid, (run, _) = fitted
@@ -233,7 +270,7 @@ def test_restarted_gui_lists_the_runs_and_resumes_one(app, fitted, tmp_path, fre
         client2 = Client(page2.local_url, verbose=False, download_files=str(tmp_path))
         listed = client2.predict(sid, api_name="/session")
         assert listed[0] == sid
-        runs_table = listed[-2]
+        runs_table = listed[-3]  # then the banner and the batch folders
         assert "runs/shapes-demo/hashgrid/" + Path(run).name in [row[0] for row in runs_table["data"]]
         assert not any(sid in str(cell) for row in runs_table["data"] for cell in row)  # the key is never shown
         client2.predict(sid, run, 0.05, api_name="/resume_run")
