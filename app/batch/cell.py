@@ -22,6 +22,7 @@ import imageio.v3 as iio
 import torch
 
 from onefield import fields
+from onefield.errors import UserError
 from onefield.fields.registry import config_from_dict
 
 from ..checkpoint import MissingRunFile, find_checkpoint
@@ -36,6 +37,10 @@ CELL_FILE = "cell.json"  # the cell's outcome, in its run folder
 ATTEMPTS = "attempts.jsonl"
 THUMBNAIL = Path("renders") / "thumbnail.png"  # the first held-out view, rendered by the final evaluation
 BUDGET = ("steps", "minutes")  # what may change between runs of a plan without starting a cell over
+
+
+class ForeignRunFolder(UserError):
+    """The cell's folder holds a cell of another plan: refused, and left as it is."""
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
@@ -79,7 +84,7 @@ def _start(cell: Cell) -> tuple[FitJob, int | None]:
     if step is not None:
         recorded = (read_record(run_dir) or {}).get("cell")
         if recorded is not None and not _same_cell(recorded, cell, False):
-            raise ValueError(f"{run_dir} holds a cell of another plan (backend, options or data differ): remove "
+            raise ForeignRunFolder(f"{run_dir} holds a cell of another plan (backend, options or data differ): remove "
                              "the folder to run this plan's cell there, or give the batch another --out")
         return resume_run(run_dir, cell.device, *budget), step
     if run_dir.exists():
@@ -136,6 +141,8 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
         if cell.mesh is not None:
             record |= _mesh(cell, run_dir)
         record["status"] = "done"
+    except ForeignRunFolder as error:  # recorded by the driver only: the folder is not this cell's to write
+        return record | {"status": "failed", "error": str(error), "wall_seconds": time.time() - started}
     except Exception as error:  # noqa: BLE001 - a cell's failure, whatever it is, is recorded and the batch goes on
         record |= {"status": "failed", "error": f"{type(error).__name__}: {error}",
                    "traceback": traceback.format_exc()}

@@ -3,6 +3,7 @@ cells to the same results, reruns that skip finished cells, a broken cell failin
 worker resuming its cell from the last checkpoint, and the report rebuilt from the run folders."""
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -17,8 +18,8 @@ import pytest
 import yaml
 from backend_configs import SMALL
 
-from onefield.app.batch.cell import ATTEMPTS, THUMBNAIL
-from onefield.app.batch.plan import make_plan, read_plan_file
+from onefield.app.batch.cell import ATTEMPTS, CELL_FILE, THUMBNAIL, is_done, run_cell
+from onefield.app.batch.plan import Cell, make_plan, read_plan_file
 from onefield.app.batch.pool import CellState, default_layout, eta_seconds
 from onefield.app.checkpoint import MissingRunFile, find_checkpoint
 from onefield.app.cli import main
@@ -310,3 +311,16 @@ def test_a_ray_batch_survives_a_killed_worker_and_equals_the_local_run(local_bat
                 (expected[key]["psnr"], expected[key]["ssim"], expected[key]["steps"], expected[key]["fscore"]), key
             if key != "a/hashgrid":
                 assert len(attempts(Path(r["run"]))) == 1, key  # nothing of the others
+
+
+def test_a_folder_holding_another_plans_cell_is_refused_and_left_as_it_is(local_batch):
+    _, out, _, _ = local_batch
+    run = out / "a" / "hashgrid" / "batch"
+    cell = Cell(**json.loads((run / CELL_FILE).read_text())["cell"])
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    other = dataclasses.replace(cell, field_options={**cell.field_options, "n_levels": 8})
+    record = run_cell(other)  # threads left alone: this is the test process
+    assert record["status"] == "failed" and "holds a cell of another plan" in record["error"], record
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    longer = dataclasses.replace(cell, trainer={**cell.trainer, "steps": STEPS + 20})  # only the budget grew
+    assert not is_done(longer) and is_done(cell)

@@ -62,8 +62,15 @@ def served(tmp_path_factory, free_port):
     page.close()
 
 
-def test_click_through_every_page(served, tmp_path):
+def test_click_through_every_page(served, shapes_scene, tmp_path):
+    from conftest import SHAPES_FIELD, SHAPES_TRAINER
+    from onefield.app.batch import make_plan, run_batch
+
     url, gui = served
+    # a batch in the shared runs, for the Compare page (a real one: 60 steps, seconds)
+    run_batch(make_plan({"out": str(gui.workspace.shared_runs / "nightly"), "steps": 60,
+                         "scenes": [str(shapes_scene.root)], "fields": {"hashgrid": SHAPES_FIELD},
+                         "trainer": SHAPES_TRAINER}), jobs=1, threads=2)
     shots = Path(os.environ.get("ONEFIELD_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     if not Path(CHROMIUM).exists():
@@ -140,6 +147,17 @@ def test_click_through_every_page(served, tmp_path):
         expect(page.locator("#compare-table")).to_contain_text("hashgrid", timeout=60_000)
         expect(page.locator("#compare-image img")).to_be_visible()
         page.screenshot(path=shots / "5-compare.png", full_page=True)
+        # ... and a batch: its cells, and its report in a frame with the held-out thumbnail drawn
+        choose(page, "batch-dir", "nightly")
+        page.locator("#batch-btn").click()
+        expect(page.locator("#batch-table")).to_contain_text("done", timeout=60_000)
+        report = page.frame_locator("#batch-report iframe")
+        expect(report.locator("h2")).to_have_text(shapes_scene.root.name)
+        thumbnail = report.locator("td img")
+        expect(thumbnail).to_be_visible()
+        assert thumbnail.evaluate("img => img.naturalWidth") > 0
+        assert drawn(thumbnail.screenshot()) > 0.01
+        page.screenshot(path=shots / "5-compare-batch.png", full_page=True)
 
         # Convert: every registered backend offered, the chosen one's generated form shown; the fitted
         # run distilled into TensoRF-CP for 40 steps, with the live panel and the quality report
