@@ -33,6 +33,13 @@ def safe_name(text: str, fallback: str = "upload") -> str:
     return name if _NAME.fullmatch(name) else fallback
 
 
+def _written(run: Path) -> float:
+    try:
+        return (run / "config.json").stat().st_mtime
+    except OSError:  # removed since it was listed
+        return 0.0
+
+
 @dataclass(frozen=True)
 class Session:
     id: str
@@ -91,7 +98,9 @@ class Session:
         for root in (*self.run_roots(), *self.batch_dirs()):
             if root.is_dir():
                 found += [p.parent for p in root.glob("*/*/*/config.json")]
-        return sorted(dict.fromkeys(found), key=lambda p: p.name, reverse=True)
+        # newest first by when config.json was written (a fit's start or resume), not by name: batch cells
+        # have fixed names
+        return sorted(dict.fromkeys(found), key=_written, reverse=True)
 
 
 class Workspace:
