@@ -114,8 +114,8 @@ def batch_with_progress(plan, console: Console | None = None, **options) -> int:
         try:
             batch = run_batch(plan, on_change=on_change, **options)
         except KeyboardInterrupt:
-            console.print(f"interrupted: the running cells saved a checkpoint. Run the same plan again to go on "
-                          f"(finished cells are skipped).")
+            console.print("interrupted: the running cells saved a checkpoint. Run the same plan again to go on "
+                          "(finished cells are skipped).")
             return 130
     console.print(f"report: {batch.out / 'report.html'} (results.csv, results.json)")
     return 1 if batch.count(FAILED) else 0

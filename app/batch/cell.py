@@ -99,10 +99,11 @@ def _start(cell: Cell) -> tuple[FitJob, int | None]:
                              name), None
 
 
-def _write(run_dir: Path, record: dict[str, Any]) -> None:
-    tmp = run_dir / f".{CELL_FILE}.tmp"
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(run_dir / CELL_FILE)
+def write_json(path: Path, data: Any) -> None:
+    """`data` as JSON at `path`, replaced whole: a reader (the driver, a rerun) never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
 
 
 def _mesh(cell: Cell, run_dir: Path) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
         with open(run_dir / ATTEMPTS, "a") as f:
             f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started,
                                 "resumed_from": resumed_from}) + "\n")
-        _write(run_dir, record | {"status": "running"})  # names the cell: a rerun of another plan refuses it
+        write_json(run_dir / CELL_FILE, record | {"status": "running"})  # names the cell: a rerun of another plan refuses it
         state = job.run()
         record |= {"steps": state.step, "seconds": state.seconds, "resumed_from": resumed_from}
         if job.final_eval is not None:
@@ -148,5 +149,5 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict[str, Any]:
                    "traceback": traceback.format_exc()}
     record["wall_seconds"] = time.time() - started
     if (run_dir / "config.json").is_file():
-        _write(run_dir, record)
+        write_json(run_dir / CELL_FILE, record)
     return record

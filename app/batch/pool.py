@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from onefield.errors import UserError
 
-from .cell import is_done, read_record, run_cell
+from .cell import is_done, read_record, run_cell, write_json
 from .plan import BatchPlan, Cell
 
 BATCH_FILE = "batch.json"
@@ -259,9 +259,9 @@ def _dependency(state: CellState, states: dict[str, CellState]) -> str | None:
 class Batch:
     """A plan's cells and their states, written to OUT/batch.json after every change."""
 
-    def __init__(self, plan: BatchPlan, executor_name: str, slots: int):
-        self.out = Path(plan.out).resolve()
-        self.states = {c.run_dir: CellState(c) for c in plan.cells()}
+    def __init__(self, out: Path, cells: list[Cell], executor_name: str, slots: int):
+        self.out = out
+        self.states = {c.run_dir: CellState(c) for c in cells}
         for s in self.states.values():
             if is_done(s.cell):
                 s.status, s.record = SKIPPED, read_record(Path(s.cell.run_dir))
@@ -274,9 +274,7 @@ class Batch:
         data = {"started": self.started, "executor": self.executor_name,
                 "counts": {k: self.count(k) for k in (PENDING, RUNNING, DONE, SKIPPED, FAILED)},
                 "cells": [s.row() for s in self.states.values()]}
-        tmp = self.out / f".{BATCH_FILE}.tmp"
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(self.out / BATCH_FILE)
+        write_json(self.out / BATCH_FILE, data)
 
     def ready(self) -> Iterator[CellState]:
         """Pending cells that may start; cells whose teacher failed are marked failed on the way."""
@@ -299,10 +297,11 @@ def run_batch(plan: BatchPlan, jobs: int | None = None, threads: int | None = No
     plan.check()
     out = Path(plan.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps([dataclasses.asdict(c) for c in plan.cells()], indent=1))
+    cells = plan.cells()
+    write_json(out / "plan.json", [dataclasses.asdict(c) for c in cells])
     jobs, threads = default_layout(jobs, threads, plan.device)
     executor: Executor = RayPool(ray, out, threads, gpus, retries) if ray else LocalPool(out, jobs, threads, retries)
-    batch = Batch(plan, executor.name, executor.slots)
+    batch = Batch(out, cells, executor.name, executor.slots)
     notify = on_change or (lambda b, c: None)
     batch.save()
     notify(batch, None)

@@ -2,12 +2,11 @@
 runs one cell and writes its record. A process per cell, not a `multiprocessing` pool: a worker killed
 by the kernel (SIGKILL, out of memory) takes only its own cell down, and the pool sees its signal."""
 
-import json
 import sys
 import warnings
 from pathlib import Path
 
-from .cell import run_cell
+from .cell import run_cell, write_json
 from .plan import Cell
 
 
@@ -15,9 +14,7 @@ def main(argv: list[str]) -> int:
     cell_file, result_file, threads = Path(argv[0]), Path(argv[1]), int(argv[2])
     warnings.simplefilter("default")  # to the cell's log
     record = run_cell(Cell.from_json(cell_file.read_text()), threads)
-    tmp = result_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record))
-    tmp.replace(result_file)
+    write_json(result_file, record)
     return 0
 
 
