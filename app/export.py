@@ -185,8 +185,7 @@ def surface_level(trainer: Trainer, n_rays: int = 8192, seed: int = 0) -> float:
     u = torch.randint(0, cams.width, (n_rays,), generator=g, device=trainer.device)
     v = torch.randint(0, cams.height, (n_rays,), generator=g, device=trainer.device)
     rays = cams.rays(image, u, v)
-    out = render_image(rays.origins, rays.directions, trainer.sample_fn(cams.near, cams.far), trainer.shade,
-                       chunk=1 << 14)
+    out = trainer.render_rays(rays.origins, rays.directions, cams.near, cams.far, chunk=1 << 14)
     opaque = out["opacity"] > 0.5
     if int(opaque.sum()) < 16:
         return opacity_level(trainer.step_size)

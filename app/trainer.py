@@ -320,21 +320,29 @@ class Trainer:
         return sample_proposals(rays_o, rays_d, t_min, t_max, self.proposals.density_fns, c.proposal_samples,
                                 c.field_samples, unit=self.spacing_unit, anneal=anneal, generator=generator)
 
-    def sample_fn(self, near: float, far: float, cone_angle: float | None = None) -> Callable[[Tensor, Tensor], RaySamples]:
-        """Samples of rays for rendering (no jitter), by the run's sampler; `cone_angle` replaces the
-        training one where the grid marches."""
-        return lambda o, d: self._samples(o, d, near, far, None, cone_angle)[0]
+    @torch.no_grad()
+    def render_rays(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float, cone_angle: float | None = None,
+                    chunk: int | None = None) -> dict[str, Tensor]:
+        """Render rays [..., 3] for images (no jitter) by the run's sampler: marched through the grid in
+        rounds that stop where each ray's transmittance runs out, or the proposal samples; `cone_angle`
+        replaces the training one where the grid marches. `render_image`'s outputs, on no background."""
+        chunk = chunk or self.config.chunk or (2**18 if self.device.type == "cuda" else 8192)
+        if self.proposals is not None:
+            sample = lambda o, d: self._samples(o, d, near, far, None)[0]  # noqa: E731
+            return render_image(rays_o, rays_d, sample, self.shade, chunk=chunk)
+        return render_image(rays_o, rays_d, self.grid, self.shade, chunk=chunk, step_size=self.step_size, near=near,
+                            far=far, cone_angle=self.cone_angle if cone_angle is None else cone_angle,
+                            max_samples=self.config.max_samples)
 
-    def _samples(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float, generator: torch.Generator | None,
-                 cone_angle: float | None = None) -> tuple[RaySamples, ProposalSamples | None]:
+    def _samples(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float,
+                 generator: torch.Generator | None) -> tuple[RaySamples, ProposalSamples | None]:
         """The run's sampler on rays [N, 3]: the proposal networks' samples (jittered with `generator`)
         and what their loss needs, or the grid's marched samples and None."""
         if self.proposals is not None:
             proposed = self._propose(rays_o, rays_d, near, far, generator)
             return proposed.samples, proposed
-        cone = self.cone_angle if cone_angle is None else cone_angle
-        return march(rays_o, rays_d, self.grid, step_size=self.step_size, near=near, far=far, cone_angle=cone,
-                     max_samples=self.config.max_samples), None
+        return march(rays_o, rays_d, self.grid, step_size=self.step_size, near=near, far=far,
+                     cone_angle=self.cone_angle, max_samples=self.config.max_samples), None
 
     def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         sigma, rgb = self.model(x, d)
@@ -525,8 +533,7 @@ class Trainer:
         cams = cameras.to(self.device)
         rays = cams.image_rays(index)
         bg = torch.ones(3, device=self.device) if background is None else background.to(self.device)
-        out = render_image(rays.origins, rays.directions, self.sample_fn(cams.near, cams.far, cone_angle), self.shade,
-                           chunk=self.config.chunk or (2**18 if self.device.type == "cuda" else 8192))
+        out = self.render_rays(rays.origins, rays.directions, cams.near, cams.far, cone_angle)
         if self.colors is not None:
             views = None if color_view is None else torch.full((rays.origins.shape[0],), color_view, device=self.device)
             out["rgb"] = self.colors(out["rgb"], out["opacity"], views)

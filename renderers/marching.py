@@ -42,12 +42,14 @@ def check_rays(rays_o: Tensor, rays_d: Tensor) -> None:
 @torch.no_grad()
 def march(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, *, step_size: float, near: float = 0.0,
           far: float = 1e10, cone_angle: float = 0.0, max_step_size: float = 1e10,
-          max_samples: int = 1024) -> RaySamples:
+          max_samples: int = 1024, t_start: Tensor | None = None) -> RaySamples:
     """Samples of rays [N, 3] through the occupied cells of `grid`.
 
     Steps are dt = clamp(t * cone_angle, step_size, max_step_size) in units of |rays_d| (pass unit
     directions for world units); empty cells are skipped, and each ray stops after max_samples
-    samples, at `far`, or where it leaves the grid's outer box.
+    samples, at `far`, or where it leaves the grid's outer box. `t_start` [N] moves each ray's start
+    further out: the marcher's next step depends on t alone, so marching on from a sample's t_end
+    continues exactly where a longer march would have gone (`render_image` marches in rounds).
     """
     check_rays(rays_o, rays_d)
     if step_size <= 0:
@@ -56,6 +58,8 @@ def march(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, *, step_size: flo
         raise ValueError(f"max_samples must be >= 0, got {max_samples}")
     t_near, t_far, _ = ops.ray_aabb_intersect(rays_o, rays_d, grid.outer_aabb())
     t_min = t_near.clamp(min=near)
+    if t_start is not None:
+        t_min = torch.maximum(t_min, t_start)
     t_max = t_far.clamp(max=far)
     packed_info, ray_indices, t_starts, t_ends = ops.march_rays(
         rays_o, rays_d, t_min, t_max, grid.bitfield, grid.box, grid.resolution, grid.levels, step_size,

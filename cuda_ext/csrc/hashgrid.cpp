@@ -10,7 +10,8 @@ namespace onefield {
 
 namespace {
 constexpr int64_t kPointBlock = 4096;
-constexpr int64_t kBatch = 16;  // points whose 8 rows are located and prefetched before use
+constexpr int64_t kBatch = 16;
+constexpr int64_t kRowBlock = 512;  // points per block of the float, 2-feature forward  // points whose 8 rows are located and prefetched before use
 
 // Runs fn(rows, weights, i) for points [first, last) of one level. Rows of a batch of points are
 // computed and prefetched first: the table slices are bigger than L2, and issuing the batch's
@@ -35,6 +36,37 @@ at::Tensor hash_encode_forward_cpu(const at::Tensor& x, const at::Tensor& table,
                                    const std::vector<HashLevel>& levels) {
   const int64_t n = x.size(0), n_levels = table.size(0), t_size = table.size(1);
   const int n_feat = int(table.size(2));
+  if (x.scalar_type() == at::kFloat && n_feat == 2) {
+    // Float tables with 2 features per level, the common case. Blocks of points outermost, levels
+    // inside: a block's output rows [512, L*2] (64 KB) stay in L2 while each level writes its 8 bytes
+    // of them, so the result needs no level-major slab and transpose (a sixth of the time at 700K
+    // points); the tables are read with the batch's prefetches as below.
+    auto out = at::empty({n, n_levels * 2}, x.options());
+    const float* xp = x.data_ptr<float>();
+    const float* tab = table.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    const int64_t stride = n_levels * 2;
+    at::parallel_for(0, (n + kRowBlock - 1) / kRowBlock, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t block = begin; block < end; ++block) {
+        const int64_t first = block * kRowBlock, last = std::min(first + kRowBlock, n);
+        for (int64_t l = 0; l < n_levels; ++l) {
+          const float* level_tab = tab + l * t_size * 2;
+          for_each_point_corners(xp, levels[l], t_size, 2, level_tab, first, last,
+                                 [&](const int64_t* rows, const float* w, int64_t i) {
+                                   // hash_accumulate's sums, with the feature count known
+                                   float a0 = 0.f, a1 = 0.f;
+                                   for (int c = 0; c < 8; ++c) {
+                                     a0 += w[c] * level_tab[2 * rows[c]];
+                                     a1 += w[c] * level_tab[2 * rows[c] + 1];
+                                   }
+                                   o[i * stride + 2 * l] = a0;
+                                   o[i * stride + 2 * l + 1] = a1;
+                                 });
+        }
+      }
+    });
+    return out;
+  }
   // Level-major everything: one level's table slice stays cache-resident while a block of points
   // reads it, and each level writes its own contiguous [N, F] slab. (Point-major order cycles
   // through all L table slices per point; writing [N, L*F] directly from a level-major loop

@@ -38,6 +38,17 @@ def test_matches_reference_values_and_gradients(device):
     torch.testing.assert_close(gx_n, gx_r, rtol=1e-5, atol=1e-5 * float(gx_r.abs().max()))
 
 
+def test_two_feature_forward_equals_the_general_kernel_bit_for_bit():
+    """The CPU's float, 2-feature forward (its own loop) gives the general kernel's bits: a 4-feature
+    table whose first two features are the 2-feature table's encodes them identically (3000 points:
+    several blocks and a partial batch; dense and hashed levels)."""
+    x, table, scales, res = setup_grid()
+    wide = torch.cat([table, torch.rand_like(table)], -1)  # [L, T, 4]
+    two = ops.hash_encode(x, table, scales, res).view(x.shape[0], -1, 2)
+    four = ops.hash_encode(x, wide, scales, res).view(x.shape[0], -1, 4)
+    assert torch.equal(two, four[..., :2])
+
+
 def test_table_gradient_only(device):
     """Training never asks for d/dx; the kernel must not need x to require grad."""
     x, table, scales, res = setup_grid(n=500)

@@ -220,3 +220,42 @@ def test_a_training_step_reads_no_tensor_on_the_host(device, monkeypatch, kernel
             render(samples, rays_o, rays_d, shade).rgb.sum().backward()
         finally:
             torch.cuda.set_sync_debug_mode("default")
+
+
+def test_marching_on_from_a_sample_continues_one_long_march(device):
+    """`t_start` at the t_end of each ray's last sample continues exactly where a longer march goes: the
+    rounds of `render_image` see the samples of one march, bit for bit."""
+    scene, grid, rays_o, rays_d = sphere_setup(device, size=16)
+    whole = march(rays_o, rays_d, grid, step_size=STEP / 4)
+    first = march(rays_o, rays_d, grid, step_size=STEP / 4, max_samples=5)
+    last = first.packed_info[:, 0] + first.packed_info[:, 1] - 1
+    t_start = torch.where(first.packed_info[:, 1] > 0, first.t_ends[last.clamp(min=0)], 1e10)
+    rest = march(rays_o, rays_d, grid, step_size=STEP / 4, t_start=t_start)
+    assert int(rest.packed_info[:, 1].sum()) > 0
+    for r in torch.nonzero(first.packed_info[:, 1] == 5).squeeze(1).tolist():
+        (a, b), (e, _), (f, g) = (p[r].tolist() for p in (whole.packed_info, first.packed_info, rest.packed_info))
+        assert b == 5 + g
+        for key in ("t_starts", "t_ends"):
+            joined = torch.cat([getattr(first, key)[e:e + 5], getattr(rest, key)[f:f + g]])
+            assert torch.equal(getattr(whole, key)[a:a + b], joined)
+
+
+@pytest.mark.parametrize("density", [200.0, 4.0])  # opaque: rays stop early; translucent: they cross it
+def test_rounds_render_what_one_long_march_renders_with_fewer_samples(device, density):
+    scene = sphere(radius=0.5, density=density)
+    _, grid, rays_o, rays_d = sphere_setup(device)
+    kwargs = dict(step_size=STEP / 2, background=torch.ones(3, device=device))
+    long = render_rays(rays_o, rays_d, grid, scene.rgb_sigma, **kwargs)
+    rounds = render_image(rays_o, rays_d, grid, scene.rgb_sigma, chunk=1000, **kwargs)
+    # a round composites to its own stop: at most t_thresh (1e-4) of weight more than the long render
+    torch.testing.assert_close(rounds["rgb"], long.rgb, rtol=0, atol=2e-4)
+    torch.testing.assert_close(rounds["opacity"], long.opacity, rtol=0, atol=2e-4)
+    torch.testing.assert_close(rounds["depth"], long.depth, rtol=0, atol=2e-4 * 4)
+    marched, evaluated = long.samples.packed_info[:, 1], rounds["samples_per_ray"]
+    assert torch.all(evaluated <= marched)
+    if density == 200.0:  # the opaque sphere stops its rays a few samples in
+        assert int(evaluated.sum()) < 0.5 * int(marched.sum())
+    else:  # nothing stops: the rounds take every sample
+        assert torch.equal(evaluated, marched)
+    capped = render_image(rays_o, rays_d, grid, scene.rgb_sigma, chunk=1000, max_samples=11, **kwargs)
+    assert int(capped["samples_per_ray"].max()) == 11
