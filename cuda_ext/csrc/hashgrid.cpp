@@ -109,6 +109,17 @@ Tensors hash_encode_backward_cpu(const at::Tensor& g_out, const at::Tensor& x, c
       for (int64_t l = begin; l < end; ++l) {
         scalar_t* level_gt = gt + l * t_size * n_feat;
         std::fill_n(level_gt, t_size * n_feat, scalar_t(0));
+        if (n_feat == 2) {  // hash_scatter's adds, in its order, with the feature count known
+          for_each_point_corners(xp, levels[l], t_size, 2, level_gt, 0, n,
+                                 [&](const int64_t* rows, const scalar_t* w, int64_t i) {
+                                   const scalar_t g0 = go[(l * n + i) * 2], g1 = go[(l * n + i) * 2 + 1];
+                                   for (int c = 0; c < 8; ++c) {
+                                     level_gt[2 * rows[c]] += w[c] * g0;
+                                     level_gt[2 * rows[c] + 1] += w[c] * g1;
+                                   }
+                                 });
+          continue;
+        }
         for_each_point_corners(xp, levels[l], t_size, n_feat, level_gt, 0, n,
                                [&](const int64_t* rows, const scalar_t* w, int64_t i) {
                                  hash_scatter(rows, w, n_feat, go + (l * n + i) * n_feat, level_gt, add);

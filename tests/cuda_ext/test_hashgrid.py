@@ -38,15 +38,21 @@ def test_matches_reference_values_and_gradients(device):
     torch.testing.assert_close(gx_n, gx_r, rtol=1e-5, atol=1e-5 * float(gx_r.abs().max()))
 
 
-def test_two_feature_forward_equals_the_general_kernel_bit_for_bit():
-    """The CPU's float, 2-feature forward (its own loop) gives the general kernel's bits: a 4-feature
-    table whose first two features are the 2-feature table's encodes them identically (3000 points:
-    several blocks and a partial batch; dense and hashed levels)."""
+def test_two_feature_kernels_equal_the_general_ones_bit_for_bit():
+    """The CPU's 2-feature forward and table gradient (their own loops) give the general kernels' bits:
+    a 4-feature table whose first two features are the 2-feature table's encodes them, and gets
+    their gradients, identically (3000 points: several blocks and a partial batch; dense and hashed
+    levels)."""
     x, table, scales, res = setup_grid()
-    wide = torch.cat([table, torch.rand_like(table)], -1)  # [L, T, 4]
+    wide = torch.cat([table, torch.rand_like(table)], -1).requires_grad_()  # [L, T, 4]
+    table.requires_grad_()
     two = ops.hash_encode(x, table, scales, res).view(x.shape[0], -1, 2)
     four = ops.hash_encode(x, wide, scales, res).view(x.shape[0], -1, 4)
     assert torch.equal(two, four[..., :2])
+    g = torch.randn(two.shape, generator=torch.Generator().manual_seed(2))
+    two.backward(g)
+    four.backward(torch.cat([g, torch.randn_like(g)], -1))
+    assert torch.equal(table.grad, wide.grad[..., :2])
 
 
 def test_table_gradient_only(device):
