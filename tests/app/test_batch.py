@@ -80,7 +80,7 @@ def kill_mid_fit(run_dir: Path, after_step: int, process: subprocess.Popen, time
     while time.monotonic() < deadline and process.poll() is None:
         try:
             step = checkpoint_key(find_checkpoint(run_dir))[0]
-        except MissingRunFile:
+        except (MissingRunFile, FileNotFoundError):  # none yet, or the save renamed the folder found (`open_view`)
             step = None
         tries = attempts(run_dir)
         if step is not None and step >= after_step and len(tries) == 1:
