@@ -10,8 +10,8 @@ namespace onefield {
 
 namespace {
 constexpr int64_t kPointBlock = 4096;
-constexpr int64_t kBatch = 16;
-constexpr int64_t kRowBlock = 512;  // points per block of the float, 2-feature forward  // points whose 8 rows are located and prefetched before use
+constexpr int64_t kBatch = 16;       // points whose 8 rows are located and prefetched before use
+constexpr int64_t kRowBlock = 512;   // points per block of the float, 2-feature forward
 
 // Runs fn(rows, weights, i) for points [first, last) of one level. Rows of a batch of points are
 // computed and prefetched first: the table slices are bigger than L2, and issuing the batch's
