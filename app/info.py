@@ -8,17 +8,7 @@ import torch
 
 import onefield
 from onefield.cuda_ext import LOAD_ERROR, backend_for
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from onefield.machine import cpu_has_bf16, cpu_name
 
 
 def machine_info() -> dict[str, object]:
@@ -28,7 +18,8 @@ def machine_info() -> dict[str, object]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
+        "cpu_bf16": cpu_has_bf16(),
         "cpu_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -46,7 +37,8 @@ def format_info(info: dict[str, object]) -> str:
     names = {"cpp": "native C++ (at::parallel_for)", "cuda": "native CUDA", "torch": "pure-torch reference"}
     lines = [
         f"onefield {info['onefield']}  (python {info['python']}, torch {info['torch']}, CUDA build {info['torch_cuda']})",
-        f"cpu: {info['cpu']}, {info['cpu_threads']} threads",
+        f"cpu: {info['cpu']}, {info['cpu_threads']} threads, "
+        + ("bf16 products (the MLPs run in bfloat16)" if info["cpu_bf16"] else "no bf16 products (the MLPs run in float32)"),
         f"gpu: {info['gpu'] or 'none'}",
         f"kernels on cpu: {names[str(info['kernels_cpu'])]}",
     ]

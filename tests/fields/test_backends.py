@@ -1,6 +1,7 @@
 """Every registered backend, through the same tests: CLI fit, learning a tiny scene, and a
 save/load round trip (including fields whose tensors grew during training)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -17,6 +18,8 @@ from onefield.app.mesh_metrics import score_mesh
 from onefield.app import runs
 from onefield.app.runs import load_trained
 from onefield.app.trainer import Trainer, TrainerConfig
+from onefield.errors import UserError
+from onefield.fields import encodings
 from onefield.renderers import OccupancyGrid
 from onefield.scenes import read_blender
 
@@ -109,3 +112,37 @@ def test_deferred_colour_equals_colour_of_raw_features(name):
         logit, feat = model.raw(x)
         torch.testing.assert_close(model.color_at(x, d), model.color(feat, d), rtol=0, atol=1e-6)
         torch.testing.assert_close(model.density(x), torch.exp(logit), rtol=1e-5, atol=0)
+
+
+HEADED = [name for name in VOLUMES if any(f.name == "precision" for f in dataclasses.fields(fields.config_class(name)))]
+
+
+@pytest.mark.parametrize("name", HEADED)
+def test_bfloat16_products_stay_close_to_float32_and_auto_follows_the_cpu(name, monkeypatch):
+    """The backends on `DensityColorHead` (found through the registry): bfloat16 products give float32
+    outputs within bf16's rounding of float32's and gradients in the same direction; `auto` is bfloat16
+    exactly on a CPU that multiplies bf16 natively and float32 exactly elsewhere."""
+    assert {"hashgrid", "triplane", "finr"} <= set(HEADED)
+    x = torch.rand(2001, 3) * 1.8 - 0.9  # not a padded size: bf16 rows are padded to 2048
+    d = torch.nn.functional.normalize(torch.randn(2001, 3), dim=-1)
+
+    def run(precision: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        model = fields.build(name, [-1.0] * 3 + [1.0] * 3, {**SMALL[name], "precision": precision})
+        sigma, rgb = model(x, d)
+        assert sigma.dtype == rgb.dtype == torch.float32
+        (sigma.mean() + rgb.mean()).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return sigma.detach(), rgb.detach(), grads
+
+    sigma32, rgb32, grad32 = run("float32")
+    sigma16, rgb16, grad16 = run("bfloat16")
+    assert not torch.equal(rgb16, rgb32)  # the products did run in bf16
+    torch.testing.assert_close(rgb16, rgb32, rtol=0, atol=1e-2)
+    torch.testing.assert_close(sigma16.log(), sigma32.log(), rtol=0, atol=5e-2)
+    assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.99
+    for native, same_as in ((True, rgb16), (False, rgb32)):
+        monkeypatch.setattr(encodings, "cpu_has_bf16", lambda native=native: native)
+        assert torch.equal(run("auto")[1], same_as)
+    with pytest.raises(UserError, match="precision must be auto, float32 or bfloat16, got 'half'"):
+        fields.build(name, [-1.0] * 3 + [1.0] * 3, {**SMALL[name], "precision": "half"})
