@@ -42,7 +42,7 @@ class FitJob:
         if field_config is None or isinstance(field_config, dict):
             field_config = fields.make_config(field, field_config)  # validates the options, names unknown ones
         fc = asdict(field_config)
-        trainer_config = trainer_config.resolved(train)  # config.json records what ran, not "auto"
+        trainer_config = trainer_config.resolved(train, fields.field_class(field).kind)  # config.json: what ran, not "auto"
         config = RunConfig(scene_name(data.path), data, field, fc, list(train.aabb),
                            grid_resolution or trainer_config.grid_resolution, asdict(trainer_config), device,
                            train.cascades)

@@ -209,7 +209,7 @@ def import_splats(ply: Path, data: DataSpec, out: Path = Path("runs"), frame: Li
     if similarity.rotates and degree > 0:
         raise UserError(f"{data.path}: the reader rotates this dataset's frame, and rotating SH bands is not "
                         "implemented; import with --frame onefield if the file is in onefield's coordinates")
-    trainer_config = TrainerConfig().resolved(train)
+    trainer_config = TrainerConfig().resolved(train, "splats")
     config = RunConfig(scene_name(data.path), data, "splats", asdict(SplatsConfig(sh_degree=degree)), list(train.aabb),
                        trainer_config.grid_resolution, asdict(trainer_config), device, train.cascades)
     model, grid = build_model(config, device)

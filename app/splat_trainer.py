@@ -65,6 +65,9 @@ class SplatTrainer(Trainer):
         if config.refine_poses:
             raise UserError("splats do not refine camera poses yet (--trainer.refine-poses): the rasterizer has no "
                             "gradient for the cameras; fit without it")
+        if config.sampler == "proposal":
+            raise UserError("splats are rasterized, not sampled along rays: --trainer.sampler proposal does not apply "
+                            "to them; fit without it")
         if train.cameras.distorted or (held_out is not None and held_out.cameras.distorted):
             raise UserError("the splat rasterizer models pinhole cameras only and these images have lens distortion; "
                             "resample them first (`onefield.scenes.undistort.undistorted`, which `FitJob` applies)")

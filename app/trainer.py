@@ -61,7 +61,7 @@ class TrainerConfig:
     sampler: Literal["auto", "grid", "proposal"] = "auto"
     """where each ray's samples go: grid (march the occupancy grid, skipping empty cells), proposal
     (nerfacto's proposal networks place `field_samples` per ray) or auto (the one that measured best
-    for the kind of scene: today the grid for every kind, see `resolved`)"""
+    for the kind of scene: proposals for forward-facing captures, the grid for the others, see `resolved`)"""
     proposal_samples: tuple[int, ...] = (128, 64)
     """samples per ray of each proposal network, coarse to fine (nerfacto: 256 96)"""
     field_samples: int = 48
@@ -70,7 +70,7 @@ class TrainerConfig:
     """Adam learning rate of the proposal networks"""
     distortion: float | None = None
     """weight of mip-NeRF 360's distortion loss, which condenses each ray's weight onto one surface;
-    None: nerfacto's 0.002 for unbounded scenes (several cascades, no alpha), 0 for the others"""
+    None: nerfacto's 0.002 for real captures (no alpha), 0 for masked scenes"""
     refine_poses: bool = False
     """learn a per-view SE(3) correction of the training cameras with the field (real captures' poses are
     slightly off); evaluation, renders and exports use the refined poses"""
@@ -143,14 +143,17 @@ class TrainerConfig:
             raise UserError(f"proposal_samples (one count per proposal network, e.g. 128 64) and field_samples must "
                             f"be positive, got {list(self.proposal_samples)} and {self.field_samples}")
 
-    def resolved(self, data: PosedImages) -> "TrainerConfig":
-        """These settings with the scene-dependent defaults decided for `data`: `sampler` 'auto' and
-        `distortion` None. Proposals were meant for unbounded scenes (nerfacto, nerfacc on Mip-NeRF 360
-        with a GPU), but on two CPU cores the grid with the distortion loss generalises better on fox
-        within minutes (BENCHMARKS.md, "Real captures"): proposal fields fit the training views closer
-        and the held-out ones worse. So auto is the grid for every kind of scene today."""
-        sampler = "grid" if self.sampler == "auto" else self.sampler
-        distortion = self.distortion if self.distortion is not None else (0.002 if unbounded(data) else 0.0)
+    def resolved(self, data: PosedImages, kind: str = "volume") -> "TrainerConfig":
+        """These settings with the scene-dependent defaults decided for `data` and a field of `kind`
+        (`Field.kind`): `sampler` 'auto' and `distortion` None, as measured on two CPU cores (BENCHMARKS.md,
+        "Real captures"). Splats rasterize, so their runs keep the grid (it serves their exports). Proposals for
+        forward-facing captures (`forward_facing`: LLFF fern, 26.2 against 26.0 dB at 2 minutes, 27.9
+        against 27.0 at 5), where the grid cannot prune the deep frustum box; the grid elsewhere: on
+        unbounded captures (fox) its fields generalise better within minutes (26.1 against 24.3 dB at
+        2 minutes), and bounded masked scenes carve it. The distortion loss on every real capture."""
+        sampler = self.sampler if self.sampler != "auto" else (
+            "proposal" if forward_facing(data) and kind == "volume" else "grid")
+        distortion = self.distortion if self.distortion is not None else (0.0 if data.has_alpha else 0.002)
         return dataclasses.replace(self, sampler=sampler, distortion=distortion)
 
 
@@ -179,10 +182,9 @@ class TrainState:
     done: bool = False
 
 
-def unbounded(data: PosedImages) -> bool:
-    """A real capture's situation: the scene reaches beyond its box (several cascades) and every pixel
-    is opaque (no alpha), so every ray ends on something, near or far."""
-    return data.cascades > 1 and not data.has_alpha
+def forward_facing(data: PosedImages) -> bool:
+    """A real capture in one box, every pixel opaque (LLFF: the box around the cameras' frustums)."""
+    return data.cascades == 1 and not data.has_alpha
 
 
 LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors", "strategy")  # checkpoint prefixes, see `Trainer.learned`
@@ -214,7 +216,7 @@ class Trainer:
     def __init__(self, model: Field, grid: OccupancyGrid, train: PosedImages, config: TrainerConfig,
                  held_out: PosedImages | None = None, device: str = "cpu"):
         config.check()
-        config = config.resolved(train)
+        config = config.resolved(train, getattr(model, "kind", "volume"))
         self.model, self.grid, self.config, self.device = model, grid, config, torch.device(device)
         self.train_data, self.held_out = train, held_out
         self.images = train.images.to(self.device)  # [N, H, W, 4] uint8

@@ -20,7 +20,9 @@ today's main in a git worktree, with its extension built) on the same scenes and
 the same process tree and machine state, so its rows compare side by side.
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
-samples in training steps (the occupancy-grid probes and proposal samples come on top). Each row
+samples in training steps (the occupancy-grid probes and proposal samples come on top); samples
+per ray are given over the whole run (the warm-up's unpruned grid included) and over its last 5 %
+of steps. Each row
 also lists the PSNR of every held-out view and the mean PSNR of up to 16 training views (fit versus
 generalisation).
 """
@@ -95,7 +97,9 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
                             **{k: v for k, v in options.items() if not k.startswith("field.")})
     field_config = dataclasses.replace(DEMO_FIELD, **field) if backend == "hashgrid" else field
     job = FitJob.create(data, backend, field_config, trainer, out, device=device)
-    state = job.run()
+    per_step: list[float] = []  # samples per ray of every step: the run's last 5 % say where the grid ended
+    state = job.run(on_step=lambda s: per_step.append(s.samples_per_ray))
+    last = per_step[-max(len(per_step) // 20, 1):]
     result = job.final_eval
     assert result is not None
     train_views = job.trainer.evaluate(job.trainer.train_data, max_views=16)  # diagnosis: fit vs generalisation
@@ -104,6 +108,7 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
             "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
             "samples_per_ray": round(state.total_samples / state.total_rays, 2),
+            "samples_per_ray_last_5pct": round(sum(last) / len(last), 2),
             "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr),
             "gaussians": state.gaussians}
 
@@ -142,7 +147,8 @@ def main() -> None:
                     rows.append({"variant": variant, **row})
                     print(f"{name:7s} {minutes:4.1f} min {variant:34s} PSNR {row['psnr']:6.2f} dB (train views "
                           f"{row['train_views_psnr']:5.2f})  SSIM {row['ssim']:.4f}  {row['steps']:6d} steps  "
-                          f"{row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray  "
+                          f"{row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray "
+                          f"({row['samples_per_ray_last_5pct']:.1f} in the last 5 % of steps)  "
                           f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows
     finish("fit", figures | {"device": args.device})

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from onefield.cuda_ext.geometry import MAX_CASCADES, contract_unit, inside_reach
 from onefield.errors import UserError
+from onefield.machine import cpu_has_bf16
 
 # The pre-activation density range that distillation matches (PVD). Only `features` clips to it:
 # clipping the rendered density too would put a floor of e^-2 under empty space and fog it.
@@ -38,6 +39,19 @@ class _TruncExp(torch.autograd.Function):
 
 def trunc_exp(x: Tensor) -> Tensor:
     return _TruncExp.apply(x)
+
+
+def run_mlp(mlp: torch.nn.Module, x: Tensor, precision: str = "auto") -> Tensor:
+    """mlp(x) [N, out] in float32 with its matrix products in `precision` (`HeadConfig.precision`) on x's device."""
+    bf16 = precision == "bfloat16" or (precision == "auto" and x.device.type == "cpu" and cpu_has_bf16())
+    if not bf16:
+        return mlp(x)
+    # oneDNN builds (JIT-compiles) a bf16 kernel per matrix shape, and the trainer's batches change size
+    # every step: rows padded up to one of 16 sizes per octave keep the kernels cached (< 1/16 extra rows)
+    n = x.shape[0]
+    rows = -(-n // (step := 1 << max(n.bit_length() - 5, 6))) * step
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return mlp(torch.nn.functional.pad(x.to(torch.bfloat16), (0, 0, 0, rows - n)))[:n].float()
 
 
 def clip_logit(logit: Tensor) -> Tensor:

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from onefield.errors import UserError
-from onefield.machine import cpu_has_bf16
+
+from .base import run_mlp
 
 # Real spherical-harmonics constants, bands 0-3 (the basis Instant-NGP and Plenoxels use).
 _C0 = 0.28209479177387814
@@ -95,22 +96,11 @@ class DensityColorHead(torch.nn.Module):
         self.density_mlp = mlp([in_dim, config.hidden, 1 + GEO_FEATURES])
         self.color_mlp = mlp([config.sh_degree**2 + GEO_FEATURES] + [config.color_hidden] * config.color_layers + [3])
 
-    def _run(self, mlp: torch.nn.Sequential, x: Tensor) -> Tensor:
-        """mlp(x) [N, out] in float32, its products in the head's precision on x's device."""
-        bf16 = self.precision == "bfloat16" or (self.precision == "auto" and x.device.type == "cpu" and cpu_has_bf16())
-        if not bf16:
-            return mlp(x)
-        # oneDNN builds (JIT-compiles) a bf16 kernel per matrix shape, and the trainer's batches change size
-        # every step: rows padded up to one of 16 sizes per octave keep the kernels cached (< 1/16 extra rows)
-        n = x.shape[0]
-        rows = -(-n // (step := 1 << max(n.bit_length() - 5, 6))) * step
-        with torch.autocast(x.device.type, dtype=torch.bfloat16):
-            return mlp(torch.nn.functional.pad(x.to(torch.bfloat16), (0, 0, 0, rows - n)))[:n].float()
-
     def raw(self, encoding: Tensor) -> tuple[Tensor, Tensor]:
         """(density logit [N], feature [N, 15]) from an encoding [N, in_dim]."""
-        h = self._run(self.density_mlp, encoding)  # [N, 16]
+        h = run_mlp(self.density_mlp, encoding, self.precision)  # [N, 16]
         return h[:, 0] + self.density_bias, h[:, 1:]
 
     def color(self, feat: Tensor, d: Tensor) -> Tensor:
-        return torch.sigmoid(self._run(self.color_mlp, torch.cat([sh_encode(d, self.sh_degree), feat], -1)))
+        return torch.sigmoid(run_mlp(self.color_mlp, torch.cat([sh_encode(d, self.sh_degree), feat], -1),
+                                     self.precision))

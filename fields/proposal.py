@@ -13,7 +13,7 @@ from torch import Tensor
 from onefield.cuda_ext import HashGridConfig, HashGridEncoding
 from onefield.cuda_ext.geometry import contract_unit, inside_reach
 
-from .base import trunc_exp
+from .base import run_mlp, trunc_exp
 
 PROPOSAL_RESOLUTIONS = (128, 256)  # finest grid of proposal network i (the last one repeats)
 
@@ -34,7 +34,7 @@ class ProposalDensity(torch.nn.Module):
         self.to(device)
 
     def forward(self, x: Tensor) -> Tensor:
-        logit = self.mlp(self.encoding(contract_unit(x, self.aabb, self.cascades)))[:, 0]  # [N]
+        logit = run_mlp(self.mlp, self.encoding(contract_unit(x, self.aabb, self.cascades)))[:, 0]  # [N]
         return trunc_exp(logit - 1.0) * inside_reach(x, self.aabb, self.cascades)
 
 

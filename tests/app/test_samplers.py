@@ -43,7 +43,12 @@ def test_the_unbounded_scene_is_unbounded(unbounded):
     assert TrainerConfig(sampler="proposal", distortion=0.0).resolved(train).sampler == "proposal"
     assert TrainerConfig(distortion=0.0).resolved(train).distortion == 0.0
     masked = dataclasses.replace(train, has_alpha=True)
-    assert TrainerConfig().resolved(masked).distortion == 0.0  # bounded or masked scenes: no distortion loss
+    assert TrainerConfig().resolved(masked).distortion == 0.0  # masked scenes: no distortion loss
+    assert TrainerConfig().resolved(dataclasses.replace(masked, cascades=1)).sampler == "grid"
+    forward = TrainerConfig().resolved(dataclasses.replace(train, cascades=1))  # LLFF: one box, no alpha
+    assert forward.sampler == "proposal" and forward.distortion == 0.002  # what measured best on fern
+    assert TrainerConfig(sampler="grid").resolved(dataclasses.replace(train, cascades=1)).sampler == "grid"
+    assert TrainerConfig().resolved(dataclasses.replace(train, cascades=1), "splats").sampler == "grid"  # rasterized
 
 
 def test_proposal_sampling_learns_the_unbounded_scene_with_fewer_samples_than_the_grid(unbounded):

@@ -19,7 +19,7 @@ from onefield.app import runs
 from onefield.app.runs import load_trained
 from onefield.app.trainer import Trainer, TrainerConfig
 from onefield.errors import UserError
-from onefield.fields import encodings
+from onefield.fields import base
 from onefield.renderers import OccupancyGrid
 from onefield.scenes import read_blender
 
@@ -142,7 +142,7 @@ def test_bfloat16_products_stay_close_to_float32_and_auto_follows_the_cpu(name, 
     torch.testing.assert_close(sigma16.log(), sigma32.log(), rtol=0, atol=5e-2)
     assert float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)) > 0.99
     for native, same_as in ((True, rgb16), (False, rgb32)):
-        monkeypatch.setattr(encodings, "cpu_has_bf16", lambda native=native: native)
+        monkeypatch.setattr(base, "cpu_has_bf16", lambda native=native: native)
         assert torch.equal(run("auto")[1], same_as)
     with pytest.raises(UserError, match="precision must be auto, float32 or bfloat16, got 'half'"):
         fields.build(name, [-1.0] * 3 + [1.0] * 3, {**SMALL[name], "precision": "half"})

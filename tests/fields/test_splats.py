@@ -205,6 +205,8 @@ def test_a_grown_model_checkpoints_and_resumes(strategy, shapes_scene, tmp_path)
 def test_splats_refuse_what_the_rasterizer_cannot_do(shapes_scene, tmp_path):
     with pytest.raises(UserError, match="refine camera poses"):
         FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {}, TrainerConfig(refine_poses=True), tmp_path)
+    with pytest.raises(UserError, match="--trainer.sampler proposal does not apply"):
+        FitJob.create(DataSpec(str(shapes_scene.root)), "splats", {}, TrainerConfig(sampler="proposal"), tmp_path)
     with pytest.raises(UserError, match="sh_degree"):
         fields.build("splats", [-1.0] * 3 + [1.0] * 3, {"sh_degree": 4})
 
