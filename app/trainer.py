@@ -100,8 +100,9 @@ class TrainerConfig:
     carve: bool = True
     """start the occupancy grid from the visual hull of the training alphas (images with alpha
     only): the empty box is skipped from step 0 and what a view shows opaque is never pruned early"""
-    grid_threshold: float = 0.01
-    """a cell is occupied when sigma * step exceeds min(this, the mean)"""
+    grid_threshold: float | None = None
+    """a cell is occupied when sigma * step exceeds min(this, the mean); None: 0.02 for unbounded captures
+    (several cascades, no alpha), whose young fields spread a faint fog through the room, 0.01 elsewhere"""
     lr_warmup_steps: int = 100
     """linear learning-rate warm-up"""
     lr_final_ratio: float = 0.05
@@ -137,6 +138,8 @@ class TrainerConfig:
             raise UserError(f"coarse_images is a fraction of the budget in [0, 1), got {self.coarse_images}")
         if self.sampler not in ("auto", "grid", "proposal"):
             raise UserError(f"sampler must be 'auto', 'grid' or 'proposal', got {self.sampler!r}")
+        if self.grid_threshold is not None and not self.grid_threshold > 0:
+            raise UserError(f"grid_threshold must be > 0 (or None for the scene's default), got {self.grid_threshold}")
         if self.distortion is not None and not self.distortion >= 0:
             raise UserError(f"distortion must be >= 0 (or None for the scene's default), got {self.distortion}")
         if not self.proposal_samples or min(self.proposal_samples) < 1 or self.field_samples < 1:
@@ -150,11 +153,15 @@ class TrainerConfig:
         forward-facing captures (`forward_facing`: LLFF fern, 26.2 against 26.0 dB at 2 minutes, 27.9
         against 27.0 at 5), where the grid cannot prune the deep frustum box; the grid elsewhere: on
         unbounded captures (fox) its fields generalise better within minutes (26.1 against 24.3 dB at
-        2 minutes), and bounded masked scenes carve it. The distortion loss on every real capture."""
+        2 minutes), and bounded masked scenes carve it. The distortion loss on every real capture. The grid's
+        threshold doubled on unbounded captures: fox 45.5 instead of 53 samples per ray at 2 minutes,
+        for ~0.4 dB."""
         sampler = self.sampler if self.sampler != "auto" else (
             "proposal" if forward_facing(data) and kind == "volume" else "grid")
         distortion = self.distortion if self.distortion is not None else (0.0 if data.has_alpha else 0.002)
-        return dataclasses.replace(self, sampler=sampler, distortion=distortion)
+        threshold = self.grid_threshold if self.grid_threshold is not None else (
+            0.02 if data.cascades > 1 and not data.has_alpha else 0.01)
+        return dataclasses.replace(self, sampler=sampler, distortion=distortion, grid_threshold=threshold)
 
 
 @dataclass
