@@ -60,6 +60,7 @@ def _trainer_payload(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[st
                        "eval_psnr": s.eval_psnr, "eval_ssim": s.eval_ssim, "lr_scale": s.lr_scale,
                        "recoveries": s.recoveries, "rays": s.rays, "total_rays": s.total_rays,
                        "total_samples": s.total_samples, "samples_per_ray": s.samples_per_ray,
+                       "total_hidden": s.total_hidden, "hidden_share": s.hidden_share,
                        "occupied_fraction": s.occupied_fraction, "gaussians": s.gaussians,
                        "stage": s.stage}}
     return tensors, plain

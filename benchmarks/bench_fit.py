@@ -21,8 +21,9 @@ the same process tree and machine state, so its rows compare side by side.
 
 Each budget counts training time only (evaluation excluded). Points/s counts the field's
 samples in training steps (the occupancy-grid probes and proposal samples come on top); samples
-per ray are given over the whole run (the warm-up's unpruned grid included) and over its last 5 %
-of steps. Each row
+per ray (those the sampler places) are given over the whole run (the warm-up's unpruned grid
+included) and over its last 5 % of steps; "trained" leaves out the hidden ones the visibility pass
+dropped after their density (`TrainerConfig.visibility`). Each row
 also lists the PSNR of every held-out view and the mean PSNR of up to 16 training views (fit versus
 generalisation).
 """
@@ -109,6 +110,7 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
             "samples_per_ray": round(state.total_samples / state.total_rays, 2),
             "samples_per_ray_last_5pct": round(sum(last) / len(last), 2),
+            "trained_per_ray": round((state.total_samples - state.total_hidden) / state.total_rays, 2),
             "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr),
             "gaussians": state.gaussians}
 
@@ -148,7 +150,8 @@ def main() -> None:
                     print(f"{name:7s} {minutes:4.1f} min {variant:34s} PSNR {row['psnr']:6.2f} dB (train views "
                           f"{row['train_views_psnr']:5.2f})  SSIM {row['ssim']:.4f}  {row['steps']:6d} steps  "
                           f"{row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray "
-                          f"({row['samples_per_ray_last_5pct']:.1f} in the last 5 % of steps)  "
+                          f"({row['samples_per_ray_last_5pct']:.1f} in the last 5 % of steps, "
+                          f"{row['trained_per_ray']:.1f} trained)  "
                           f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows
     finish("fit", figures | {"device": args.device})

@@ -9,6 +9,7 @@ Field-agnostic: everything takes callables (`sigma_fn(x) -> sigma`, `rgb_sigma_f
 from .image import render_image, render_rays
 from .marching import RaySamples, march
 from .occupancy import OccupancyGrid
-from .volume import Deferred, RenderResult, render
+from .volume import Deferred, RenderResult, render, visible
 
-__all__ = ["Deferred", "OccupancyGrid", "RaySamples", "RenderResult", "march", "render", "render_image", "render_rays"]
+__all__ = ["Deferred", "OccupancyGrid", "RaySamples", "RenderResult", "march", "render", "render_image", "render_rays",
+           "visible"]

@@ -33,6 +33,13 @@ class RaySamples:
         d = rays_d.index_select(0, self.ray_indices)
         return torch.addcmul(rays_o.index_select(0, self.ray_indices), d, t_mid[:, None]), d
 
+    def select(self, keep: Tensor) -> "RaySamples":
+        """The samples where keep [S] (bool) holds, each ray's in their order, packed again."""
+        count = torch.zeros(self.n_rays, dtype=torch.int64, device=keep.device).index_add_(
+            0, self.ray_indices, keep.to(torch.int64))
+        packed_info = torch.stack([torch.cumsum(count, 0) - count, count], -1)
+        return RaySamples(packed_info, self.ray_indices[keep], self.t_starts[keep], self.t_ends[keep])
+
 
 def check_rays(rays_o: Tensor, rays_d: Tensor) -> None:
     if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:

@@ -38,6 +38,24 @@ class Deferred:
         return rgbs, sigmas
 
 
+@torch.no_grad()
+def visible(samples: RaySamples, rays_o: Tensor, rays_d: Tensor, sigma_fn: Callable[[Tensor], Tensor],
+            t_thresh: float = 1e-4) -> RaySamples:
+    """The samples of rays [N, 3] that `render` with `t_thresh` gives a weight: density without gradients
+    at every sample (nerfacc's visibility pass), then only those before each ray's transmittance runs out
+    and with a weight above 0. Exact for training: `render` stops a ray at the same sample and the ones
+    dropped carry weight 0, so the loss and every gradient are unchanged (up to densities too small to
+    give a weight), at the cost of density alone for the hidden samples (on fox after the first minute,
+    67-79 % of the marched ones)."""
+    if samples.n_samples == 0:
+        return samples
+    x, _ = samples.midpoints(rays_o, rays_d)
+    sigmas = sigma_fn(x).float()  # [S]
+    weights = ops.volume_render(sigmas, sigmas.new_zeros(sigmas.shape[0], 3), samples.t_starts, samples.t_ends,
+                                samples.packed_info, t_thresh)[0]
+    return samples.select(weights != 0)  # NaN stays: a broken field must reach the loss (the divergence guard)
+
+
 @dataclass
 class RenderResult:
     rgb: Tensor  # [N, 3], composited on the background when one is given

@@ -53,6 +53,8 @@ def test_the_unbounded_scene_is_unbounded(unbounded):
     assert resolved.grid_threshold == 0.02  # the room's faint fog pruned: fox 45.5 samples per ray, not 53
     assert TrainerConfig(grid_threshold=0.005).resolved(train).grid_threshold == 0.005
     assert TrainerConfig().resolved(masked).grid_threshold == 0.01 == forward.grid_threshold
+    assert forward.proposal_samples == (96,) and resolved.proposal_samples == (128, 64)  # one network on fern
+    assert TrainerConfig(proposal_samples=(64, 32)).resolved(train).proposal_samples == (64, 32)
     with pytest.raises(UserError, match="grid_threshold"):
         TrainerConfig(grid_threshold=0.0).check()
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -9,7 +10,7 @@ from onefield.errors import UserError
 from onefield.app.checkpoint import load_checkpoint, model_tensors, save_checkpoint
 from onefield.app.fit import FitJob
 from onefield.app.runs import DataSpec, RunConfig, load_trained
-from onefield.app.trainer import Trainer, TrainerConfig, TrainingDiverged
+from onefield.app.trainer import VISIBILITY_PAYS, Trainer, TrainerConfig, TrainingDiverged
 from onefield.renderers import OccupancyGrid, march
 from onefield.scenes import read_blender
 
@@ -200,3 +201,37 @@ def test_trainer_config_is_validated(shapes_scene):
         TrainerConfig(minutes=0).check()
     with pytest.raises(UserError, match="positive"):
         make_trainer(shapes_scene, steps=0)  # the trainer checks its config
+
+
+def test_the_visibility_pass_changes_no_loss_or_gradient_and_runs_where_it_pays(shapes_scene):
+    """Past the grid's warm-up many marched samples of the tiny scene lie behind its shapes. Dropping
+    them after a density pass (`visibility`) leaves one batch's loss and every parameter's gradient as
+    a render of all of them gives, and the trainer counts what it dropped. The pass runs on every
+    16th step and, between those, only while the share it drops is at least VISIBILITY_PAYS."""
+    trainer = make_trainer(shapes_scene, steps=300)
+    for _ in range(208):
+        trainer.step()
+    results = []
+    for on in (False, True):
+        trainer.config = dataclasses.replace(trainer.config, visibility=on)
+        trainer.generator.manual_seed(7)  # the same rays and backgrounds
+        hidden = trainer.state.total_hidden
+        loss, _, _, placed = trainer._batch_loss(1024)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        results.append((loss.detach(), placed, trainer.state.total_hidden - hidden, grads))
+    (loss_all, placed_all, hidden_all, grads_all), (loss_vis, placed_vis, hidden_vis, grads_vis) = results
+    assert hidden_all == 0 and placed_vis == placed_all and 0.1 * placed_all < hidden_vis < placed_all  # 19 %
+    assert trainer.state.hidden_share == hidden_vis / placed_vis < VISIBILITY_PAYS
+    torch.testing.assert_close(loss_vis, loss_all, rtol=1e-5, atol=1e-7)
+    assert len(grads_vis) == len(grads_all) > 0
+    for g_vis, g_all in zip(grads_vis, grads_all):
+        torch.testing.assert_close(g_vis, g_all, rtol=1e-3, atol=1e-4 * float(g_all.abs().max()))
+    trainer.step()  # step 208 measured 19 %: step 209 skips the pass, unless the share was higher
+    hidden = trainer.state.total_hidden
+    trainer.step()
+    assert trainer.state.total_hidden == hidden
+    trainer.state.hidden_share = VISIBILITY_PAYS
+    trainer.step()
+    assert trainer.state.total_hidden > hidden
