@@ -4,7 +4,8 @@ iterate over `iterate()` and read the plain `TrainState`.
 One step: draw random rays across all training images (a dynamic number of them, so the number
 of samples per step stays near `target_samples` as the occupancy grid prunes space, as
 Instant-NGP and nerfacc do) -> place samples (march the occupancy grid, or the proposal sampler's
-fixed count per ray) -> render the field -> photometric loss on random backgrounds (images with
+fixed count per ray; marched samples behind surfaces dropped after a density pass where that pays,
+`visibility`) -> render the field -> photometric loss on random backgrounds (images with
 alpha), plus the proposal networks' histogram loss -> Adam. Every `grid_update_every` steps the
 grid is refreshed from the field's density (under proposal sampling too: exports, carving and the
 backends' schedules read it). All randomness comes from one generator that checkpoints
@@ -456,7 +457,7 @@ class Trainer:
         self._set_lr()
 
     def _batch_loss(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, int]:
-        """(loss, rendered colour [R, 3], its target [R, 3], samples evaluated) of `n_rays` random
+        """(loss, rendered colour [R, 3], its target [R, 3], samples the sampler placed) of `n_rays` random
         training rays."""
         c = self.config
         rays_o, rays_d, background, target, image = self._batch(n_rays)
