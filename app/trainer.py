@@ -216,6 +216,7 @@ def unbounded(data: PosedImages) -> bool:
 # hidden share of the marched samples above which the visibility pass saves more than its density pass
 # costs (2-core CPU, hash grid: fox at 70 % takes 25 % less per step, mic at 10 % 13 % more)
 VISIBILITY_PAYS = 0.3
+VISIBILITY_MEASURED_EVERY = 16  # steps between the visibility pass's measurements while it does not pay
 LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors", "strategy")  # checkpoint prefixes, see `Trainer.learned`
 
 
@@ -480,11 +481,11 @@ class Trainer:
         return loss, rgb, target, placed
 
     def _visibility_pays(self) -> bool:
-        """Whether this step runs the visibility pass: every 16th step (to measure) and while the share of
-        samples it drops is at least VISIBILITY_PAYS. A function of the step and the saved state alone, so
-        a resumed run makes the same choices."""
+        """Whether this step runs the visibility pass: every VISIBILITY_MEASURED_EVERY-th step (to measure)
+        and while the share of samples it drops is at least VISIBILITY_PAYS. A function of the step and
+        the saved state alone, so a resumed run makes the same choices."""
         s = self.state
-        return self.config.visibility and (s.step % 16 == 0 or s.hidden_share >= VISIBILITY_PAYS)
+        return self.config.visibility and (s.step % VISIBILITY_MEASURED_EVERY == 0 or s.hidden_share >= VISIBILITY_PAYS)
 
     def _finish_step(self, start: float, loss: Tensor, rgb: Tensor, target: Tensor, n_rays: int,
                      n_samples: int) -> TrainState:

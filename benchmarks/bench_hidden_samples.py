@@ -31,8 +31,7 @@ def probe(trainer, n_rays: int = 4096) -> dict[str, float]:
               far=trainer.cameras.far, cone_angle=trainer.cone_angle, max_samples=trainer.config.max_samples)
     x, _ = s.midpoints(rays_o, rays_d)
     tau = trainer.model.density(x).double() * (s.t_ends - s.t_starts).double()  # [S] optical depth
-    before = torch.cumsum(tau, 0) - tau  # exclusive, across rays ...
-    trans = torch.exp(-(before - before[s.packed_info[s.ray_indices, 0]]))  # ... restarted per ray
+    trans = torch.exp(-s.sum_before(tau))
     alpha = 1.0 - torch.exp(-tau)
     trainer.model.train()
     share = lambda mask: round(float(mask.double().mean()), 4)  # noqa: E731

@@ -9,19 +9,10 @@ camera, disparity far away, so far samples are not over-penalised), with m_i the
 the double sum in O(S) from running sums along the sorted samples (the paper's efficient form).
 """
 
-import torch
 from torch import Tensor
 
 from .marching import RaySamples
 from .proposal import spacing
-
-
-def _exclusive_segment_cumsum(x: Tensor, samples: RaySamples) -> Tensor:
-    """Per ray, the sum of x [S] over the ray's earlier samples: one running sum over all rays (in
-    double: it grows with the number of rays) minus its value at the ray's first sample."""
-    total = torch.cumsum(x.double(), 0) - x.double()  # [S], exclusive
-    first = samples.packed_info[samples.ray_indices, 0]  # [S]
-    return (total - total[first]).to(x.dtype)
 
 
 def distortion_loss(weights: Tensor, samples: RaySamples, unit: float) -> Tensor:
@@ -30,8 +21,8 @@ def distortion_loss(weights: Tensor, samples: RaySamples, unit: float) -> Tensor
         return weights.new_zeros(())
     s0, s1 = spacing(samples.t_starts, unit), spacing(samples.t_ends, unit)  # [S]
     mid, width = (s0 + s1) * 0.5, s1 - s0
-    w_before = _exclusive_segment_cumsum(weights, samples)
-    wm_before = _exclusive_segment_cumsum(weights * mid, samples)
+    w_before = samples.sum_before(weights)
+    wm_before = samples.sum_before(weights * mid)
     pairs = 2.0 * weights * (mid * w_before - wm_before)  # both orders of every pair i > j
     own = weights.square() * width / 3.0
     return (pairs + own).sum() / samples.n_rays

@@ -33,6 +33,12 @@ class RaySamples:
         d = rays_d.index_select(0, self.ray_indices)
         return torch.addcmul(rays_o.index_select(0, self.ray_indices), d, t_mid[:, None]), d
 
+    def sum_before(self, x: Tensor) -> Tensor:
+        """Per sample, the sum of x [S] over its ray's earlier samples: one running sum over all rays (in
+        double: it grows with the number of rays) minus its value at the ray's first sample."""
+        total = torch.cumsum(x.double(), 0) - x.double()  # [S], exclusive
+        return (total - total[self.packed_info[self.ray_indices, 0]]).to(x.dtype)
+
     def select(self, keep: Tensor) -> "RaySamples":
         """The samples where keep [S] (bool) holds, each ray's in their order, packed again."""
         count = torch.zeros(self.n_rays, dtype=torch.int64, device=keep.device).index_add_(
