@@ -61,6 +61,7 @@ def _trainer_payload(trainer: Trainer) -> tuple[dict[str, torch.Tensor], dict[st
                        "recoveries": s.recoveries, "rays": s.rays, "total_rays": s.total_rays,
                        "total_samples": s.total_samples, "samples_per_ray": s.samples_per_ray,
                        "total_hidden": s.total_hidden, "hidden_share": s.hidden_share,
+                       "evaluated_share": s.evaluated_share, "total_unmarched": s.total_unmarched,
                        "occupied_fraction": s.occupied_fraction, "gaussians": s.gaussians,
                        "stage": s.stage}}
     return tensors, plain

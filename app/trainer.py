@@ -28,7 +28,7 @@ from onefield.cuda_ext import ops
 from onefield.fields import Field
 from onefield.fields.proposal import ProposalNetworks
 from onefield.fields.registry import seeded
-from onefield.renderers import Deferred, OccupancyGrid, RaySamples, march, render, render_image, visible
+from onefield.renderers import Deferred, OccupancyGrid, RaySamples, march, march_visible, render, render_image
 from onefield.renderers.carving import carve
 from onefield.renderers.distortion import distortion_loss
 from onefield.renderers.proposal import ProposalSamples, anneal_power, proposal_loss, sample_proposals
@@ -68,11 +68,13 @@ class TrainerConfig:
     96 on forward-facing captures (fern: 27.0-27.1 dB at 2 minutes against 26.3-26.9 with two, in 11-35 %
     more steps), two of 128 and 64 elsewhere"""
     visibility: bool = True
-    """grid sampling: evaluate density without gradients at every marched sample first, then train the
-    field only on the samples a ray sees (nerfacc's visibility pass, `renderers.volume.visible`): the
-    same loss and gradients, since the render gives hidden samples weight 0. It runs while it pays:
-    every 16th step, measuring the share of marched samples hidden behind surfaces, and on every step
-    while that share is at least 30 % (fox: 67-79 % after the first minute; mic, carved, 10 %)"""
+    """grid sampling: march the rays in rounds with density alone, up to where each ray's transmittance
+    runs out, then train the field only on the samples before that stop (nerfacc's visibility pass with
+    Instant-NGP's compacted marching, `renderers.march_visible`): the same loss and gradients as a full
+    march, since the render gives the samples behind a surface weight 0. It runs while it pays: every
+    16th step, measuring the share of a full march hidden behind surfaces (fox: 67-80 % after its first
+    minute; mic, carved, 10 %) and the share the rounds evaluate, and on every step while the hidden
+    share is at least 0.3 times the evaluated one (a density costs about 0.3 of a trained sample)"""
     field_samples: int = 48
     """samples per ray of the field under proposal sampling"""
     proposal_lr: float = 1e-2
@@ -189,9 +191,11 @@ class TrainState:
     eta_seconds: float | None = None
     rays: int = 0  # in the last step
     total_rays: int = 0
-    total_samples: int = 0  # samples the sampler placed (marched or proposed)
-    total_hidden: int = 0  # of those, the ones the visibility pass dropped (density only, no gradient)
-    hidden_share: float = 0.0  # of the last batch the visibility pass measured, the share it dropped
+    total_samples: int = 0  # samples the sampler placed (marched in full or proposed; see `Trainer._visible`)
+    total_hidden: int = 0  # of those, the ones the visibility pass did not train the field on
+    total_unmarched: int = 0  # of those, the ones its rounds never reached (no density either)
+    hidden_share: float = 0.0  # of the last full march the visibility pass measured, the share behind the stops
+    evaluated_share: float = 1.0  # of that march, the share its rounds gave a density
     samples_per_ray: float = 0.0
     rays_per_second: float = 0.0
     lr_scale: float = 1.0
@@ -213,8 +217,8 @@ def unbounded(data: PosedImages) -> bool:
     return data.cascades > 1 and not data.has_alpha
 
 
-# hidden share of the marched samples above which the visibility pass saves more than its density pass
-# costs (2-core CPU, hash grid: fox at 70 % takes 25 % less per step, mic at 10 % 13 % more)
+# a density without gradients costs about this share of a trained sample (2-core CPU, hash grid: a full
+# visibility pass paid from 30 % hidden on; fox at 70 % took 25 % less per step, mic at 10 % 13 % more)
 VISIBILITY_PAYS = 0.3
 VISIBILITY_MEASURED_EVERY = 16  # steps between the visibility pass's measurements while it does not pay
 LEARNED_BESIDE_FIELD = ("occupancy", "proposal", "poses", "colors", "strategy")  # checkpoint prefixes, see `Trainer.learned`
@@ -362,9 +366,8 @@ class Trainer:
         if self.proposals is not None:
             sample = lambda o, d: self._samples(o, d, near, far, None)[0]  # noqa: E731
             return render_image(rays_o, rays_d, sample, self.shade, chunk=chunk)
-        return render_image(rays_o, rays_d, self.grid, self.shade, chunk=chunk, step_size=self.step_size, near=near,
-                            far=far, cone_angle=self.cone_angle if cone_angle is None else cone_angle,
-                            max_samples=self.config.max_samples)
+        return render_image(rays_o, rays_d, self.grid, self.shade, chunk=chunk,
+                            **self._march_options(near, far, cone_angle))
 
     def _samples(self, rays_o: Tensor, rays_d: Tensor, near: float, far: float,
                  generator: torch.Generator | None) -> tuple[RaySamples, ProposalSamples | None]:
@@ -373,8 +376,12 @@ class Trainer:
         if self.proposals is not None:
             proposed = self._propose(rays_o, rays_d, near, far, generator)
             return proposed.samples, proposed
-        return march(rays_o, rays_d, self.grid, step_size=self.step_size, near=near, far=far,
-                     cone_angle=self.cone_angle, max_samples=self.config.max_samples), None
+        return march(rays_o, rays_d, self.grid, **self._march_options(near, far)), None
+
+    def _march_options(self, near: float, far: float, cone_angle: float | None = None) -> dict[str, float]:
+        """The marcher's step options of this run (`cone_angle` replaces the training one)."""
+        return {"step_size": self.step_size, "near": near, "far": far, "max_samples": self.config.max_samples,
+                "cone_angle": self.cone_angle if cone_angle is None else cone_angle}
 
     def _rgb_sigma(self, x: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
         sigma, rgb = self.model(x, d)
@@ -458,16 +465,15 @@ class Trainer:
         self._set_lr()
 
     def _batch_loss(self, n_rays: int) -> tuple[Tensor, Tensor, Tensor, int]:
-        """(loss, rendered colour [R, 3], its target [R, 3], samples the sampler placed) of `n_rays` random
-        training rays."""
+        """(loss, rendered colour [R, 3], its target [R, 3], samples the sampler placed: what sizes the
+        batch) of `n_rays` random training rays."""
         c = self.config
         rays_o, rays_d, background, target, image = self._batch(n_rays)
-        samples, proposed = self._samples(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
-        placed = samples.n_samples  # what sizes the batch: the visibility pass makes them cheaper, not fewer
-        if proposed is None and self._visibility_pays():
-            samples = visible(samples, rays_o, rays_d, self.model.density)
-            self.state.hidden_share = (placed - samples.n_samples) / max(placed, 1)
-            self.state.total_hidden += placed - samples.n_samples
+        if self.proposals is None and self._visibility_pays():
+            (samples, placed), proposed = self._visible(rays_o, rays_d), None
+        else:
+            samples, proposed = self._samples(rays_o, rays_d, self.cameras.near, self.cameras.far, self.generator)
+            placed = samples.n_samples
         out = render(samples, rays_o, rays_d, self.shade)
         rgb = self.colors(out.rgb, out.opacity, image) if self.colors is not None else out.rgb
         rgb = rgb + (1.0 - out.opacity[:, None]) * background
@@ -480,12 +486,32 @@ class Trainer:
             loss = loss + value
         return loss, rgb, target, placed
 
+    def _visible(self, rays_o: Tensor, rays_d: Tensor) -> tuple[RaySamples, int]:
+        """The visibility pass on rays [N, 3]: the grid samples a render weighs, marched in rounds up to each
+        ray's stop with density alone (`march_visible`), and the samples a full march would have placed
+        (what sizes the batch, as without the pass: the pass makes a step cheaper, not bigger). Every
+        VISIBILITY_MEASURED_EVERY-th step marches the rays in full too (the marcher alone, no field) to
+        measure the shares; between, the full march's count is estimated from the last measured share."""
+        s, options = self.state, self._march_options(self.cameras.near, self.cameras.far)
+        samples, evaluated = march_visible(rays_o, rays_d, self.grid, self.model.density, **options)
+        if s.step % VISIBILITY_MEASURED_EVERY == 0:
+            placed = march(rays_o, rays_d, self.grid, **options).n_samples
+            s.hidden_share = (placed - samples.n_samples) / placed if placed else 0.0
+            s.evaluated_share = evaluated / placed if placed else 1.0
+        else:
+            placed = max(round(evaluated / max(s.evaluated_share, 1e-3)), evaluated)
+        s.total_hidden += placed - samples.n_samples
+        s.total_unmarched += placed - evaluated
+        return samples, placed
+
     def _visibility_pays(self) -> bool:
         """Whether this step runs the visibility pass: every VISIBILITY_MEASURED_EVERY-th step (to measure)
-        and while the share of samples it drops is at least VISIBILITY_PAYS. A function of the step and
-        the saved state alone, so a resumed run makes the same choices."""
+        and while the trained samples it saves outweigh the densities it evaluates (at VISIBILITY_PAYS of
+        a trained sample each). A function of the step and the saved state alone, so a resumed run makes
+        the same choices."""
         s = self.state
-        return self.config.visibility and (s.step % VISIBILITY_MEASURED_EVERY == 0 or s.hidden_share >= VISIBILITY_PAYS)
+        return self.config.visibility and (s.step % VISIBILITY_MEASURED_EVERY == 0
+                                           or s.hidden_share >= VISIBILITY_PAYS * s.evaluated_share)
 
     def _finish_step(self, start: float, loss: Tensor, rgb: Tensor, target: Tensor, n_rays: int,
                      n_samples: int) -> TrainState:

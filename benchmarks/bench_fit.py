@@ -19,11 +19,12 @@ the hash grid, e.g. `splats`, at its defaults; keys `field.NAME`: options of the
 today's main in a git worktree, with its extension built) on the same scenes and budgets first, in
 the same process tree and machine state, so its rows compare side by side.
 
-Each budget counts training time only (evaluation excluded). Points/s counts the field's
-samples in training steps (the occupancy-grid probes and proposal samples come on top); samples
-per ray (those the sampler places) are given over the whole run (the warm-up's unpruned grid
-included) and over its last 5 % of steps; "trained" leaves out the hidden ones the visibility pass
-dropped after their density (`TrainerConfig.visibility`). Each row
+Each budget counts training time only (evaluation excluded). Points/s counts the samples the
+sampler places in training steps (the occupancy-grid probes and proposal samples come on top); samples
+per ray (those the sampler places: a full march through the grid) are given over the whole run (the
+warm-up's unpruned grid included) and over its last 5 % of steps; "evaluated" counts only those the
+field computed a density at (the visibility pass marches in rounds up to each ray's stop), "trained"
+only those it was trained on (`TrainerConfig.visibility`). Each row
 also lists the PSNR of every held-out view and the mean PSNR of up to 16 training views (fit versus
 generalisation).
 """
@@ -98,9 +99,11 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
                             **{k: v for k, v in options.items() if not k.startswith("field.")})
     field_config = dataclasses.replace(DEMO_FIELD, **field) if backend == "hashgrid" else field
     job = FitJob.create(data, backend, field_config, trainer, out, device=device)
-    per_step: list[float] = []  # samples per ray of every step: the run's last 5 % say where the grid ended
-    state = job.run(on_step=lambda s: per_step.append(s.samples_per_ray))
-    last = per_step[-max(len(per_step) // 20, 1):]
+    # running totals after every step: the run's last 5 % say where the grid ended
+    per_step: list[tuple[int, int, int, int]] = []
+    state = job.run(on_step=lambda s: per_step.append((s.total_samples, s.total_unmarched, s.total_hidden, s.total_rays)))
+    n = len(per_step)
+    last = [b - a for a, b in zip(per_step[n - max(n // 20, 1) - 1] if n > 1 else (0, 0, 0, 0), per_step[-1])]
     result = job.final_eval
     assert result is not None
     train_views = job.trainer.evaluate(job.trainer.train_data, max_views=16)  # diagnosis: fit vs generalisation
@@ -109,7 +112,9 @@ def fit_once(data: DataSpec, minutes: float, out: Path, device: str, options: di
             "psnr": round(result.mean_psnr, 3), "ssim": round(result.mean_ssim, 4),
             "rays_per_s": round(state.total_rays / state.seconds), "points_per_s": round(state.total_samples / state.seconds),
             "samples_per_ray": round(state.total_samples / state.total_rays, 2),
-            "samples_per_ray_last_5pct": round(sum(last) / len(last), 2),
+            "samples_per_ray_last_5pct": round(last[0] / last[3], 2),
+            "evaluated_per_ray": round((state.total_samples - state.total_unmarched) / state.total_rays, 2),
+            "evaluated_per_ray_last_5pct": round((last[0] - last[1]) / last[3], 2),
             "trained_per_ray": round((state.total_samples - state.total_hidden) / state.total_rays, 2),
             "render_ms_per_view": round(1000 * result.seconds_per_view, 1), "views": len(result.psnr),
             "gaussians": state.gaussians}
@@ -150,7 +155,8 @@ def main() -> None:
                     print(f"{name:7s} {minutes:4.1f} min {variant:34s} PSNR {row['psnr']:6.2f} dB (train views "
                           f"{row['train_views_psnr']:5.2f})  SSIM {row['ssim']:.4f}  {row['steps']:6d} steps  "
                           f"{row['rays_per_s']:8d} rays/s  {row['samples_per_ray']:6.1f} samples/ray "
-                          f"({row['samples_per_ray_last_5pct']:.1f} in the last 5 % of steps, "
+                          f"({row['samples_per_ray_last_5pct']:.1f} in the last 5 % of steps; "
+                          f"{row['evaluated_per_ray']:.1f} ({row['evaluated_per_ray_last_5pct']:.1f}) evaluated, "
                           f"{row['trained_per_ray']:.1f} trained)  "
                           f"render {row['render_ms_per_view']:.0f} ms/view ({row['views']} views)", flush=True)
             figures[name] = rows

@@ -27,8 +27,7 @@ from onefield.renderers import march
 def probe(trainer, n_rays: int = 4096) -> dict[str, float]:
     trainer.model.eval()
     rays_o, rays_d, *_ = trainer._batch(n_rays)
-    s = march(rays_o, rays_d, trainer.grid, step_size=trainer.step_size, near=trainer.cameras.near,
-              far=trainer.cameras.far, cone_angle=trainer.cone_angle, max_samples=trainer.config.max_samples)
+    s = march(rays_o, rays_d, trainer.grid, **trainer._march_options(trainer.cameras.near, trainer.cameras.far))
     x, _ = s.midpoints(rays_o, rays_d)
     tau = trainer.model.density(x).double() * (s.t_ends - s.t_starts).double()  # [S] optical depth
     trans = torch.exp(-s.sum_before(tau))

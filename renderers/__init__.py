@@ -9,7 +9,7 @@ Field-agnostic: everything takes callables (`sigma_fn(x) -> sigma`, `rgb_sigma_f
 from .image import render_image, render_rays
 from .marching import RaySamples, march
 from .occupancy import OccupancyGrid
-from .volume import Deferred, RenderResult, render, visible
+from .volume import Deferred, RenderResult, march_visible, render
 
-__all__ = ["Deferred", "OccupancyGrid", "RaySamples", "RenderResult", "march", "render", "render_image", "render_rays",
-           "visible"]
+__all__ = ["Deferred", "OccupancyGrid", "RaySamples", "RenderResult", "march", "march_visible", "render", "render_image",
+           "render_rays"]

@@ -5,7 +5,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .marching import RaySamples, march
+from .marching import RaySamples, march, march_in_rounds
 from .occupancy import OccupancyGrid
 from .volume import Deferred, RenderResult, RgbSigmaFn, render
 
@@ -61,46 +61,23 @@ def render_image(rays_o: Tensor, rays_d: Tensor, sampler: OccupancyGrid | Sample
     return {k: torch.cat(v).reshape(*shape, *v[0].shape[1:]) for k, v in parts.items()}
 
 
-FIRST_ROUND = 8  # samples per ray marched in the first round; each later round doubles it up to LAST_ROUND
-LAST_ROUND = 64
-
-
 def _render_in_rounds(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, rgb_sigma_fn: RgbSigmaFn | Deferred, *,
-                      step_size: float, near: float = 0.0, far: float = 1e10, cone_angle: float = 0.0,
-                      max_samples: int = 1024, background: Tensor | None = None,
-                      t_thresh: float = 1e-4) -> dict[str, Tensor]:
-    """Instant-NGP's compacted inference: march every ray a few samples, render them, keep marching
-    only the rays whose transmittance is still above `t_thresh`, from where they stopped. The samples
-    are those of one long march (the marcher is memoryless in t), and the field never sees the ones
-    past a ray's stop: on an opaque real scene about half of all marched samples (rays [N, 3]).
-    Within a round a ray composites up to its own local stop, so it may take samples whose weights
-    sum to at most `t_thresh` more than one long render would."""
+                      background: Tensor | None = None, t_thresh: float = 1e-4, **march_options) -> dict[str, Tensor]:
+    """Instant-NGP's compacted inference (`march_in_rounds`) of rays [N, 3]: each round's samples are
+    rendered and added behind what the ray has already composited. Within a round a ray composites up
+    to its own local stop, so it may take samples whose weights sum to at most `t_thresh` more than one
+    long render would."""
     n = rays_o.shape[0]
     rgb, depth, opacity = rays_o.new_zeros(n, 3), rays_o.new_zeros(n), rays_o.new_zeros(n)  # [N, 3], [N], [N]
-    trans = rays_o.new_ones(n)  # [N] transmittance in front of each ray's next sample
-    counts = torch.zeros(n, dtype=torch.long, device=rays_o.device)
-    t_next = rays_o.new_zeros(n)  # [N] where each ray goes on marching
-    alive = torch.arange(n, device=rays_o.device)
-    per_round, used = FIRST_ROUND, 0  # every live ray has taken `used` samples: each round's full count
-    while alive.numel() and used < max_samples:
-        k = min(per_round, max_samples - used)
-        o, d = rays_o[alive], rays_d[alive]
-        samples = march(o, d, grid, step_size=step_size, near=near, far=far, cone_angle=cone_angle, max_samples=k,
-                        t_start=t_next[alive] if used else None)
-        out = render(samples, o, d, rgb_sigma_fn, t_thresh=t_thresh)
-        t_before = trans[alive]
+
+    def composite(alive: Tensor, samples: RaySamples, t_before: Tensor) -> Tensor:
+        out = render(samples, rays_o[alive], rays_d[alive], rgb_sigma_fn, t_thresh=t_thresh)
         rgb[alive] += t_before[:, None] * out.rgb
         depth[alive] += t_before * out.depth
         opacity[alive] += t_before * out.opacity
-        trans[alive] = t_after = t_before * (1.0 - out.opacity)
-        taken = samples.packed_info[:, 1]  # [A]
-        counts[alive] += taken
-        going = (taken == k) & (t_after >= t_thresh)  # a ray that took fewer left the grid or reached `far`
-        last = samples.packed_info[going, 0] + k - 1
-        alive = alive[going]
-        t_next[alive] = samples.t_ends[last]
-        used += k
-        per_round = min(2 * per_round, LAST_ROUND)
+        return out.opacity
+
+    counts = march_in_rounds(rays_o, rays_d, grid, composite, t_thresh=t_thresh, **march_options)
     if background is not None:
         rgb = rgb + (1.0 - opacity[:, None]) * background.to(rgb)
     return {"rgb": rgb, "depth": depth, "opacity": opacity, "samples_per_ray": counts}

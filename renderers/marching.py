@@ -1,5 +1,6 @@
 """Ray marching through an occupancy grid into packed samples."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -39,13 +40,6 @@ class RaySamples:
         total = torch.cumsum(x.double(), 0) - x.double()  # [S], exclusive
         return (total - total[self.packed_info[self.ray_indices, 0]]).to(x.dtype)
 
-    def select(self, keep: Tensor) -> "RaySamples":
-        """The samples where keep [S] (bool) holds, each ray's in their order, packed again."""
-        count = torch.zeros(self.n_rays, dtype=torch.int64, device=keep.device).index_add_(
-            0, self.ray_indices, keep.to(torch.int64))
-        packed_info = torch.stack([torch.cumsum(count, 0) - count, count], -1)
-        return RaySamples(packed_info, self.ray_indices[keep], self.t_starts[keep], self.t_ends[keep])
-
 
 def check_rays(rays_o: Tensor, rays_d: Tensor) -> None:
     if rays_o.dim() != 2 or rays_o.shape[-1] != 3 or rays_o.shape != rays_d.shape:
@@ -78,3 +72,42 @@ def march(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, *, step_size: flo
         rays_o, rays_d, t_min, t_max, grid.bitfield, grid.box, grid.resolution, grid.levels, step_size,
         max_step_size, cone_angle, max_samples)
     return RaySamples(packed_info, ray_indices, t_starts, t_ends)
+
+
+FIRST_ROUND = 8  # samples per ray marched in the first round; each later round doubles it up to LAST_ROUND
+LAST_ROUND = 64
+
+# (live ray indices [A], their next samples, their transmittance in front of them [A]) -> the samples' opacity [A]
+Composite = Callable[[Tensor, RaySamples, Tensor], Tensor]
+
+
+@torch.no_grad()
+def march_in_rounds(rays_o: Tensor, rays_d: Tensor, grid: OccupancyGrid, composite: Composite, *, step_size: float,
+                    near: float = 0.0, far: float = 1e10, cone_angle: float = 0.0, max_samples: int = 1024,
+                    t_thresh: float = 1e-4) -> Tensor:
+    """Instant-NGP's compacted marching of rays [N, 3]: march every ray a few samples, hand them to
+    `composite` (which evaluates the field and says how much light they stopped), and march on, from
+    where it stopped, only the rays whose transmittance is still above `t_thresh`. The samples are those
+    of one long `march` (the marcher is memoryless in t), but the field never sees the ones past a ray's
+    stop: on an opaque real scene most of a full march. Returns each ray's marched samples [N] (int64)."""
+    n = rays_o.shape[0]
+    trans = rays_o.new_ones(n)  # [N] transmittance in front of each ray's next sample
+    counts = torch.zeros(n, dtype=torch.long, device=rays_o.device)
+    t_next = rays_o.new_zeros(n)  # [N] where each ray goes on marching
+    alive = torch.arange(n, device=rays_o.device)
+    per_round, used = FIRST_ROUND, 0  # every live ray has taken `used` samples: each round's full count
+    while alive.numel() and used < max_samples:
+        k = min(per_round, max_samples - used)
+        samples = march(rays_o[alive], rays_d[alive], grid, step_size=step_size, near=near, far=far,
+                        cone_angle=cone_angle, max_samples=k, t_start=t_next[alive] if used else None)
+        t_before = trans[alive]
+        trans[alive] = t_after = t_before * (1.0 - composite(alive, samples, t_before))
+        taken = samples.packed_info[:, 1]  # [A]
+        counts[alive] += taken
+        going = (taken == k) & (t_after >= t_thresh)  # a ray that took fewer left the grid or reached `far`
+        last = samples.packed_info[going, 0] + k - 1
+        alive = alive[going]
+        t_next[alive] = samples.t_ends[last]
+        used += k
+        per_round = min(2 * per_round, LAST_ROUND)
+    return counts

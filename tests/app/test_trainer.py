@@ -204,10 +204,12 @@ def test_trainer_config_is_validated(shapes_scene):
 
 
 def test_the_visibility_pass_changes_no_loss_or_gradient_and_runs_where_it_pays(shapes_scene):
-    """Past the grid's warm-up many marched samples of the tiny scene lie behind its shapes. Dropping
-    them after a density pass (`visibility`) leaves one batch's loss and every parameter's gradient as
-    a render of all of them gives, and the trainer counts what it dropped. The pass runs on every
-    16th step and, between those, only while the share it drops is at least VISIBILITY_PAYS."""
+    """Past the grid's warm-up many marched samples of the tiny scene lie behind its shapes. Marching
+    in rounds up to each ray's stop with density alone and training on the samples before it
+    (`visibility`) leaves one batch's loss and every parameter's gradient as a render of the full march
+    gives, with densities at fewer samples; the trainer counts the full march's hidden share and the
+    share the rounds evaluated. The pass runs on every 16th step and, between those, only while the
+    hidden share is at least VISIBILITY_PAYS of the evaluated one."""
     trainer = make_trainer(shapes_scene, steps=300)
     for _ in range(208):
         trainer.step()
@@ -215,23 +217,32 @@ def test_the_visibility_pass_changes_no_loss_or_gradient_and_runs_where_it_pays(
     for on in (False, True):
         trainer.config = dataclasses.replace(trainer.config, visibility=on)
         trainer.generator.manual_seed(7)  # the same rays and backgrounds
-        hidden = trainer.state.total_hidden
+        hidden, unmarched = trainer.state.total_hidden, trainer.state.total_unmarched
         loss, _, _, placed = trainer._batch_loss(1024)
         trainer.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
-        results.append((loss.detach(), placed, trainer.state.total_hidden - hidden, grads))
-    (loss_all, placed_all, hidden_all, grads_all), (loss_vis, placed_vis, hidden_vis, grads_vis) = results
-    assert hidden_all == 0 and placed_vis == placed_all and 0.1 * placed_all < hidden_vis < placed_all  # 19 %
-    assert trainer.state.hidden_share == hidden_vis / placed_vis < VISIBILITY_PAYS
+        results.append((loss.detach(), placed, trainer.state.total_hidden - hidden,
+                        trainer.state.total_unmarched - unmarched, grads))
+    (loss_all, placed_all, hidden_all, _, grads_all), (loss_vis, placed_vis, hidden_vis, unmarched, grads_vis) = results
+    kept, evaluated = placed_all - hidden_vis, placed_all - unmarched  # trained on; given a density
+    assert hidden_all == 0 and placed_vis == placed_all and 0.1 * placed_all < hidden_vis  # 14 %
+    assert kept < evaluated < placed_all
+    assert trainer.state.hidden_share == hidden_vis / placed_all
+    assert trainer.state.evaluated_share == evaluated / placed_all
+    assert trainer.state.hidden_share < VISIBILITY_PAYS * trainer.state.evaluated_share
     torch.testing.assert_close(loss_vis, loss_all, rtol=1e-5, atol=1e-7)
     assert len(grads_vis) == len(grads_all) > 0
     for g_vis, g_all in zip(grads_vis, grads_all):
         torch.testing.assert_close(g_vis, g_all, rtol=1e-3, atol=1e-4 * float(g_all.abs().max()))
-    trainer.step()  # step 208 measured 19 %: step 209 skips the pass, unless the share was higher
+    trainer.step()  # step 208 measured 14 % of 89 %: step 209 skips the pass, unless the share was higher
     hidden = trainer.state.total_hidden
     trainer.step()
     assert trainer.state.total_hidden == hidden
-    trainer.state.hidden_share = VISIBILITY_PAYS
-    trainer.step()
-    assert trainer.state.total_hidden > hidden
+    s = trainer.state
+    s.hidden_share = VISIBILITY_PAYS
+    placed, unmarched = s.total_samples, s.total_unmarched
+    trainer.step()  # the pass, between measurements: the full march's count estimated from the share
+    assert s.total_hidden > hidden
+    placed, evaluated = s.total_samples - placed, s.total_samples - placed - (s.total_unmarched - unmarched)
+    assert placed == round(evaluated / s.evaluated_share) > evaluated

@@ -6,7 +6,8 @@ import torch
 
 import onefield.renderers
 from onefield.cuda_ext import ops
-from onefield.renderers import Deferred, OccupancyGrid, march, render, render_image, render_rays, visible
+from onefield.renderers import Deferred, OccupancyGrid, march, march_visible, render, render_image, render_rays
+from onefield.renderers.marching import FIRST_ROUND
 from onefield.scenes import Cameras, orbit_pose, sphere
 
 STEP = 2 * 3**0.5 / 256
@@ -262,9 +263,11 @@ def test_rounds_render_what_one_long_march_renders_with_fewer_samples(device, de
 
 
 def test_the_visibility_pass_keeps_what_a_render_learns_from(device):
-    """`visible` drops the samples behind the opaque sphere (most of a full march) and none that a
-    render weighs: the image and the gradients of the density and colour are those of all the samples.
-    A NaN density keeps every sample, so a broken field still reaches the loss."""
+    """`march_visible` marches in rounds up to each ray's stop and keeps the samples of a full march
+    that a render weighs, no more; what it drops lies behind the opaque sphere, its samples are the march's bit
+    for bit, it evaluates a density at under half of the hidden ones, and the image and the gradients
+    of the density and colour are those of the full march. A NaN density keeps the samples it reaches,
+    so a broken field still reaches the loss."""
     scene = sphere(radius=0.5, density=200.0)
     _, grid, rays_o, rays_d = sphere_setup(device, size=24)
     rays_o, rays_d = rays_o.view(-1, 3), rays_d.view(-1, 3)
@@ -277,22 +280,31 @@ def test_the_visibility_pass_keeps_what_a_render_learns_from(device):
     def rgb_sigma(x, d):
         return (0.5 + 0.5 * scene.rgb_sigma(x, d)[0]) * scale[1], sigma_fn(x)
 
-    kept = visible(samples, rays_o, rays_d, sigma_fn)
-    assert 0 < kept.n_samples < 0.9 * samples.n_samples  # 84 %: most rays here miss the sphere
+    rounds, evaluated = march_visible(rays_o, rays_d, grid, sigma_fn, step_size=STEP)
+    key = lambda s: s.t_starts + 10 * s.ray_indices  # noqa: E731  [S] sorted: ray by ray, in t order
+    in_march = torch.searchsorted(key(samples), key(rounds))
+    assert torch.equal(samples.t_starts[in_march], rounds.t_starts) and torch.equal(samples.t_ends[in_march], rounds.t_ends)
+    assert torch.equal(rounds.packed_info[:, 0], torch.cumsum(rounds.packed_info[:, 1], 0) - rounds.packed_info[:, 1])
+    with torch.no_grad():
+        weighed = render(samples, rays_o, rays_d, rgb_sigma).weights != 0  # [S] what a render learns from
+    dropped = torch.ones(samples.n_samples, dtype=torch.bool, device=device)
+    dropped[in_march] = False
+    assert not torch.any(weighed & dropped)
+    assert rounds.n_samples == int(weighed.sum()) < evaluated  # none past the global stop either
+    hidden = samples.n_samples - int(weighed.sum())
+    assert 0.1 * samples.n_samples < hidden and evaluated - int(weighed.sum()) < 0.5 * hidden  # 16 %; 38 %
     # what was dropped lies behind the sphere's front surface, on rays that hit it
     closest = torch.linalg.cross(rays_o, rays_d).norm(dim=-1)  # [N] distance of each ray from the centre
     t_hit = (rays_o * -rays_d).sum(-1) - torch.sqrt((0.25 - closest**2).clamp(min=0))
-    dropped = torch.ones(samples.n_samples, dtype=torch.bool, device=device)
-    dropped[torch.searchsorted(samples.t_starts + 10 * samples.ray_indices, kept.t_starts + 10 * kept.ray_indices)] = False
     ray = samples.ray_indices[dropped]
     assert torch.all(closest[ray] < 0.5) and torch.all(samples.t_starts[dropped] > t_hit[ray] - STEP)
-    assert torch.equal(kept.packed_info[:, 0], torch.cumsum(kept.packed_info[:, 1], 0) - kept.packed_info[:, 1])
     outputs = []
-    for s in (samples, kept):
+    for s in (samples, rounds):
         out = render(s, rays_o, rays_d, rgb_sigma, background=torch.ones(3, device=device))
         (grad,) = torch.autograd.grad(out.rgb.square().sum(), scale)
         outputs.append((out.rgb, out.opacity, grad))
     for whole, pruned in zip(*outputs):
         torch.testing.assert_close(pruned, whole, rtol=1e-5, atol=1e-6)
-    broken = visible(samples, rays_o, rays_d, lambda x: torch.full_like(x[:, 0], float("nan")))
-    assert broken.n_samples == samples.n_samples
+    nan = lambda x: torch.full_like(x[:, 0], float("nan"))  # noqa: E731
+    broken, _ = march_visible(rays_o, rays_d, grid, nan, step_size=STEP)
+    assert broken.n_samples == int((samples.packed_info[:, 1] > 0).sum()) * FIRST_ROUND  # the first round, all kept
