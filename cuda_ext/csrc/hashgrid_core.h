@@ -101,20 +101,29 @@ OF_HD void hash_forward_one(const T* x, const HashLevel& lv, const T* table, int
   hash_accumulate(rows, weights, table, n_feat, out);
 }
 
-// Gradient of one (point, level) with respect to x: sum_corners sum_k g_k table_k dw/dx.
+// Gradient of one (point, level) with respect to x, given its cell's 8 table rows (`hash_corners`):
+// sum_corners sum_k g_k table_k dw/dx.
 template <typename T>
-OF_HD void hash_backward_x_one(const T* x, const HashLevel& lv, const T* table,
-                               int64_t table_size, int n_feat, const T* g_out, T* g_x) {
+OF_HD void hash_backward_x_rows(const T* x, const HashLevel& lv, const int64_t* rows, const T* table,
+                                int n_feat, const T* g_out, T* g_x) {
   int g[3];
   T f[3];
   hash_locate(x, lv, g, f);
   for (int corner = 0; corner < 8; ++corner) {
-    const int c[3] = {g[0] + (corner & 1), g[1] + ((corner >> 1) & 1), g[2] + ((corner >> 2) & 1)};
-    const T* row = table + hash_index(c, lv, table_size) * n_feat;
+    const T* row = table + rows[corner] * n_feat;
     T dot = T(0);
     for (int k = 0; k < n_feat; ++k) dot += g_out[k] * row[k];
     for (int a = 0; a < 3; ++a) g_x[a] += dot * corner_weight(corner, f, a) * T(lv.scale);
   }
+}
+
+template <typename T>
+OF_HD void hash_backward_x_one(const T* x, const HashLevel& lv, const T* table,
+                               int64_t table_size, int n_feat, const T* g_out, T* g_x) {
+  int64_t rows[8];
+  T weights[8];
+  hash_corners(x, lv, table_size, rows, weights);
+  hash_backward_x_rows(x, lv, rows, table, n_feat, g_out, g_x);
 }
 
 // Scatter w * g_out into the table rows of the 8 corners; `add` is a plain += on the CPU (one
