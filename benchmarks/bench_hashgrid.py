@@ -2,9 +2,9 @@
 
 Instant-NGP's configuration: 16 levels x 2 features, 2^19 entries per level, base resolution 16,
 finest 2048. Backward computes the table gradient (what NeRF training needs), and in the "d/dx"
-rows the points' gradient too (what pose refinement needs: its rays' positions carry gradients). Two point sets:
-uniform random points (every lookup a cache miss: the worst case) and samples along camera rays
-(the coherent access pattern of real training).
+timing the points' gradient too (what pose refinement needs: its rays' positions carry gradients).
+Two point sets: uniform random points (every lookup a cache miss: the worst case) and samples along
+camera rays (the coherent access pattern of real training).
 """
 
 import argparse

@@ -15,19 +15,6 @@ struct HashLevel {
   bool dense;
 };
 
-OF_HD int64_t hash_index(const int* c, const HashLevel& lv, int64_t table_size) {
-  if (lv.dense) {
-    int64_t idx = 0, stride = 1;
-    for (int a = 0; a < 3; ++a) {
-      idx += int64_t(of_clamp(c[a], 0, lv.res - 1)) * stride;
-      stride *= lv.res;
-    }
-    return idx;
-  }
-  const uint32_t h = uint32_t(c[0]) ^ (uint32_t(c[1]) * 2654435761u) ^ (uint32_t(c[2]) * 805459861u);
-  return int64_t(h) & (table_size - 1);
-}
-
 // Cell origin and fractional position of x in one level.
 template <typename T>
 OF_HD void hash_locate(const T* x, const HashLevel& lv, int* g, T* f) {
@@ -52,9 +39,9 @@ OF_HD T corner_weight(int corner, const T* f, int axis) {
 }
 
 // Table rows and trilinear weights of the 8 corners of x's cell in one level. Written per axis
-// (two factors and two index terms per axis, the dense/hashed choice once): the same values, and the
-// same float operations in the same order, as `corner_weight` and `hash_index` per corner, at a
-// third of the CPU time.
+// (two factors and two index terms per axis, the dense/hashed choice once): the same weights, in the
+// same float operations and order, as `corner_weight` per corner, at a third of the CPU time of
+// indexing and weighing each corner on its own.
 template <typename T>
 OF_HD void hash_corners(const T* x, const HashLevel& lv, int64_t table_size, int64_t* rows, T* weights) {
   int g[3];
